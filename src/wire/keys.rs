@@ -1,0 +1,154 @@
+//! The lean scan for the hot path: the keys that match a message to a transaction (RFC
+//! 3261 §17.1.3, §17.2.3), read by walking header lines only until they are all found.
+//! A retransmission is recognised and answered from these alone.
+
+use super::error::{ParseError, ParseErrorKind as K};
+use super::header::{HeaderName, Line, Lines};
+use super::method::Method;
+use super::scan::{Limits, StartLine, Transport, parse_cseq, parse_start_line, parse_via};
+use super::span::Span;
+
+/// Transaction-matching keys: start line, top Via branch and sent-by, Call-ID, CSeq.
+///
+/// Only the lines up to the last of those headers are read, so nothing is promised
+/// about the rest of the message: scan it with [`scan`](super::scan) before acting on it
+/// beyond matching an existing transaction.
+#[derive(Clone, Copy, Debug)]
+pub struct Keys<'a> {
+    buf: &'a [u8],
+    start_line: StartLine,
+    transport: Span,
+    host: Span,
+    port: Option<u16>,
+    branch: Option<Span>,
+    call_id: Span,
+    cseq_number: u32,
+    cseq_method: Span,
+}
+
+impl<'a> Keys<'a> {
+    /// The request method, `None` for a response.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.start_line {
+            StartLine::Request { method, .. } => Some(Method::parse(method.of(self.buf))),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match self.start_line {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The top Via branch.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.branch.map(|s| s.of(self.buf))
+    }
+
+    /// The top Via sent-by host (IPv6 keeps its brackets).
+    pub fn sent_by_host(&self) -> &'a [u8] {
+        self.host.of(self.buf)
+    }
+
+    /// The top Via sent-by port, if written.
+    pub fn sent_by_port(&self) -> Option<u16> {
+        self.port
+    }
+
+    /// The top Via transport.
+    pub fn transport(&self) -> Transport {
+        Transport::parse(self.transport.of(self.buf))
+    }
+
+    /// Call-ID.
+    pub fn call_id(&self) -> &'a [u8] {
+        self.call_id.of(self.buf)
+    }
+
+    /// CSeq number.
+    pub fn cseq_number(&self) -> u32 {
+        self.cseq_number
+    }
+
+    /// CSeq method.
+    pub fn cseq_method(&self) -> Method<'a> {
+        Method::parse(self.cseq_method.of(self.buf))
+    }
+}
+
+/// Reads a message's transaction keys, stopping as soon as the top Via, Call-ID and
+/// CSeq are found. Errors are those of [`scan`](super::scan) for the part it reads.
+pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseError> {
+    let cap = limits.max_message_len.min(Limits::MAX_MESSAGE_LEN);
+    if buf.len() > cap {
+        return Err(ParseError::new(K::TooLarge, cap));
+    }
+    let skip = buf
+        .iter()
+        .position(|&c| c != b'\r' && c != b'\n')
+        .ok_or(ParseError::new(K::Empty, 0))?;
+    let buf = &buf[skip..];
+    let rebase = |e: ParseError| ParseError::new(e.kind, e.offset + skip);
+    let (start_line, pos) = parse_start_line(buf).map_err(rebase)?;
+    let mut via = None;
+    let mut call_id = None;
+    let mut cseq = None;
+    let mut lines = Lines::new(buf, pos);
+    for _ in 0..limits.max_headers {
+        let h = match lines.next_line() {
+            Line::Header(h) => h,
+            Line::End { .. } => break,
+            Line::Truncated => return Err(rebase(ParseError::new(K::Truncated, buf.len()))),
+            Line::Malformed { at } => {
+                return Err(rebase(ParseError::new(K::BadHeaderLine, at)));
+            }
+        };
+        match h.kind {
+            HeaderName::Via if via.is_none() => {
+                let v = h.value(buf);
+                let (spans, _) = parse_via(buf, v.start(), v.end())
+                    .map_err(|at| rebase(ParseError::new(K::BadVia, at)))?;
+                via = Some(spans);
+            }
+            HeaderName::CallId if call_id.is_none() => call_id = Some(h.value(buf)),
+            HeaderName::CSeq if cseq.is_none() => {
+                let v = h.value(buf);
+                cseq = Some(
+                    parse_cseq(buf, v.start(), v.end())
+                        .map_err(|at| rebase(ParseError::new(K::BadCSeq, at)))?,
+                );
+            }
+            _ => continue,
+        }
+        if let (Some(v), Some(call_id), Some((n, m))) = (via, call_id, cseq) {
+            if call_id.is_empty() {
+                return Err(rebase(ParseError::new(K::BadCallId, call_id.start())));
+            }
+            return Ok(Keys {
+                buf,
+                start_line,
+                transport: v.transport,
+                host: v.host,
+                port: v.port,
+                branch: v.branch,
+                call_id,
+                cseq_number: n,
+                cseq_method: m,
+            });
+        }
+    }
+    let missing = if via.is_none() {
+        HeaderName::Via
+    } else if call_id.is_none() {
+        HeaderName::CallId
+    } else {
+        HeaderName::CSeq
+    };
+    Err(rebase(ParseError::new(
+        K::MissingHeader(missing),
+        lines.pos(),
+    )))
+}
