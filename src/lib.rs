@@ -5,13 +5,40 @@
 //! taking capacity out, error paths multiplying messages.
 //!
 //! The crate is sans-IO: it never opens a socket, never reads a clock and never spawns
-//! a thread. The host owns I/O and time and drives the engine with three verbs: feed
-//! bytes in, advance time, drain what to send.
+//! a thread. The host owns I/O and time and drives an [`Engine`] with three verbs:
+//! feed bytes in, advance time, drain what to send.
 //!
-//! The [`wire`] layer is the foundation: a zero-copy scanner ([`wire::scan`]) that
-//! extracts every key the upper layers need from a datagram without allocating, byte
-//! splicing edits for forwarding ([`wire::Splice`]) and local responses copied from the
-//! request's own bytes ([`wire::write_response`]).
+//! ```no_run
+//! use std::net::UdpSocket;
+//! use std::time::Instant;
+//! use ringfence::{Config, Engine};
+//!
+//! let socket = UdpSocket::bind("127.0.0.1:5060")?;
+//! let local = socket.local_addr()?;
+//! let mut engine = Engine::new(Config::default(), Instant::now())?;
+//! let mut buf = vec![0u8; 65535];
+//! loop {
+//!     // Wait for a datagram or the engine's next deadline, whichever comes first.
+//!     let timeout = engine.poll_timeout().map(|t| t.saturating_duration_since(Instant::now()));
+//!     socket.set_read_timeout(timeout.map(|d| d.max(std::time::Duration::from_millis(1))))?;
+//!     match socket.recv_from(&mut buf) {
+//!         Ok((n, remote)) => engine.handle_datagram(Instant::now(), remote, local, &buf[..n]),
+//!         Err(_) => engine.handle_timeout(Instant::now()),
+//!     }
+//!     while let Some(t) = engine.poll_transmit() {
+//!         socket.send_to(t.payload, t.destination)?;
+//!     }
+//!     while let Some(event) = engine.poll_event() {
+//!         println!("{event:?}");
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The [`wire`] layer underneath is usable on its own: a zero-copy scanner
+//! ([`wire::scan`]) that extracts every key the upper layers need without allocating,
+//! byte-splicing edits for forwarding ([`wire::Splice`]) and local responses copied from
+//! the request's own bytes ([`wire::write_response`]).
 //!
 //! ```
 //! use ringfence::wire::{self, Limits, Method};
@@ -33,4 +60,21 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+mod config;
+mod engine;
+mod hash;
+mod output;
+mod rng;
+mod slab;
+mod stats;
+mod status;
+mod time;
+mod timer;
+pub mod transaction;
 pub mod wire;
+
+pub use config::{Config, ConfigError, Limits, UasConfig};
+pub use engine::{Engine, Event};
+pub use output::Transmit;
+pub use stats::{StateCounts, Stats, TransactionCounts};
+pub use transaction::Timers;

@@ -20,6 +20,7 @@ mod span;
 mod swar;
 mod uri;
 
+pub(crate) use edit::write_decimal;
 pub use edit::{EditError, Splice};
 pub use error::{ParseError, ParseErrorKind};
 pub use framing::{Datagram, StreamFrame, StreamFramer, parse_datagram};

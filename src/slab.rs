@@ -1,0 +1,156 @@
+//! A bounded slab with generation-checked handles: table entries are addressed by
+//! `(index, generation)`, so a stale handle (an entry freed and reused) never reaches
+//! the new occupant.
+
+/// A handle to a slab entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct Key {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+impl Key {
+    /// Packs the key into one `u64` (index in the low half).
+    pub(crate) fn to_u64(self) -> u64 {
+        (self.generation as u64) << 32 | self.index as u64
+    }
+
+    pub(crate) fn from_u64(v: u64) -> Key {
+        Key {
+            index: v as u32,
+            generation: (v >> 32) as u32,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot<T> {
+    generation: u32,
+    value: Option<T>,
+}
+
+/// Fixed-capacity storage; `insert` fails when full instead of growing past the bound.
+#[derive(Debug)]
+pub(crate) struct Slab<T> {
+    slots: Vec<Slot<T>>,
+    free: Vec<u32>,
+    len: usize,
+    capacity: usize,
+}
+
+impl<T> Slab<T> {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            capacity,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.len >= self.capacity
+    }
+
+    /// Stores `value`; `Err(value)` when the slab is at capacity.
+    pub(crate) fn insert(&mut self, value: T) -> Result<Key, T> {
+        if self.is_full() {
+            return Err(value);
+        }
+        self.len += 1;
+        if let Some(index) = self.free.pop() {
+            let slot = &mut self.slots[index as usize];
+            slot.value = Some(value);
+            return Ok(Key {
+                index,
+                generation: slot.generation,
+            });
+        }
+        let index = self.slots.len() as u32;
+        self.slots.push(Slot {
+            generation: 0,
+            value: Some(value),
+        });
+        Ok(Key {
+            index,
+            generation: 0,
+        })
+    }
+
+    pub(crate) fn get(&self, key: Key) -> Option<&T> {
+        let slot = self.slots.get(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        slot.value.as_mut()
+    }
+
+    /// Removes the entry; its key (and every copy of it) goes stale.
+    pub(crate) fn remove(&mut self, key: Key) -> Option<T> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let value = slot.value.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(key.index);
+        self.len -= 1;
+        Some(value)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
+        self.slots.iter().enumerate().filter_map(|(i, s)| {
+            s.value.as_ref().map(|v| {
+                (
+                    Key {
+                        index: i as u32,
+                        generation: s.generation,
+                    },
+                    v,
+                )
+            })
+        })
+    }
+
+    pub(crate) fn keys(&self) -> Vec<Key> {
+        self.iter().map(|(k, _)| k).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_keys_miss_after_reuse_and_capacity_is_enforced() {
+        let mut s = Slab::with_capacity(2);
+        let a = s.insert("a").unwrap();
+        let b = s.insert("b").unwrap();
+        assert_eq!(s.insert("c"), Err("c"));
+        assert_eq!(s.remove(a), Some("a"));
+        let c = s.insert("c").unwrap();
+        assert_eq!(c.index, a.index);
+        assert_eq!(s.get(a), None, "stale key must not see the new occupant");
+        assert_eq!(s.get(c), Some(&"c"));
+        assert_eq!(s.get(b), Some(&"b"));
+        assert_eq!(s.remove(a), None);
+        assert_eq!(s.len(), 2);
+        assert_eq!(Key::from_u64(c.to_u64()), c);
+    }
+}

@@ -1,0 +1,120 @@
+//! Counters: a snapshot of everything the engine counts, per outcome.
+
+use crate::wire::ParseErrorKind;
+
+/// Counts per transaction kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransactionCounts {
+    /// Server INVITE transactions.
+    pub server_invite: u64,
+    /// Server non-INVITE transactions.
+    pub server_non_invite: u64,
+    /// Client INVITE transactions.
+    pub client_invite: u64,
+    /// Client non-INVITE transactions.
+    pub client_non_invite: u64,
+}
+
+impl TransactionCounts {
+    /// Sum over all kinds.
+    pub fn total(&self) -> u64 {
+        self.server_invite + self.server_non_invite + self.client_invite + self.client_non_invite
+    }
+}
+
+/// Live transactions by state (a snapshot).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateCounts {
+    /// Server: Trying.
+    pub server_trying: u64,
+    /// Server: Proceeding.
+    pub server_proceeding: u64,
+    /// Server: Completed.
+    pub server_completed: u64,
+    /// Server: Confirmed.
+    pub server_confirmed: u64,
+    /// Server: Accepted.
+    pub server_accepted: u64,
+    /// Client: Calling or Trying.
+    pub client_calling: u64,
+    /// Client: Proceeding.
+    pub client_proceeding: u64,
+    /// Client: Completed.
+    pub client_completed: u64,
+    /// Client: Accepted.
+    pub client_accepted: u64,
+}
+
+/// A snapshot of the engine's counters. Counters only grow; gauges (`*_active`,
+/// `states`) describe the moment of the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Datagrams handed to the engine.
+    pub datagrams: u64,
+    /// Requests among them (retransmissions included).
+    pub requests: u64,
+    /// Responses among them (retransmissions included).
+    pub responses: u64,
+    /// CRLF keep-alives (RFC 5626), ignored.
+    pub keepalives: u64,
+    /// Unparseable datagrams by [`ParseErrorKind::index`].
+    pub malformed: [u64; ParseErrorKind::LABELS.len()],
+    /// Malformed requests that could still be answered (400/505/513).
+    pub malformed_answered: u64,
+    /// Request retransmissions answered from a cached response or absorbed.
+    pub retransmissions_absorbed: u64,
+    /// ACKs for our non-2xx finals, absorbed by their transaction.
+    pub acks_absorbed: u64,
+    /// Retransmitted responses from downstream absorbed by a client transaction.
+    pub response_retransmissions_absorbed: u64,
+    /// Timer-driven retransmissions sent (Timers A, E, G).
+    pub retransmissions_sent: u64,
+    /// Transactions created, by kind.
+    pub transactions_created: TransactionCounts,
+    /// Transactions alive now, by kind.
+    pub transactions_active: TransactionCounts,
+    /// Transactions alive now, by state.
+    pub states: StateCounts,
+    /// Responses the engine sent (generated or relayed), by class: index 0 = 1xx ...
+    /// index 5 = 6xx. Retransmissions are not counted here.
+    pub responses_sent: [u64; 6],
+    /// Responses matching no client transaction, dropped.
+    pub stray_responses: u64,
+    /// ACKs matching no transaction and no dialog, dropped.
+    pub stray_acks: u64,
+    /// Requests answered 482 as merged (RFC 3261 §8.2.2.2).
+    pub merged_requests: u64,
+    /// Requests answered 503 because the transaction table was full.
+    pub table_full: u64,
+    /// Requests answered 400 for a branch without the RFC 3261 magic cookie.
+    pub no_magic_cookie: u64,
+    /// Client transactions that timed out (Timers B, F).
+    pub transaction_timeouts: u64,
+    /// Server INVITE transactions that ended without the ACK (Timer H).
+    pub ack_timeouts: u64,
+    /// Server transactions whose user never answered in time (answered 500, or
+    /// dropped for non-INVITE per RFC 4320).
+    pub unanswered: u64,
+    /// Datagrams dropped because the host did not drain the transmit queue.
+    pub dropped_transmits: u64,
+    /// Events dropped because the host did not drain the event queue.
+    pub dropped_events: u64,
+}
+
+impl Stats {
+    /// Malformed datagrams of `kind`'s family.
+    pub fn malformed_of(&self, kind: ParseErrorKind) -> u64 {
+        self.malformed[kind.index()]
+    }
+
+    /// All malformed datagrams.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+
+    pub(crate) fn count_response(&mut self, status: u16) {
+        let class = (status / 100).clamp(1, 6) as usize - 1;
+        self.responses_sent[class] += 1;
+    }
+}
