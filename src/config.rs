@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::route::{NumberPlan, RouteEntry, RoutingTable, Target};
 use crate::transaction::Timers;
 use crate::wire;
 
@@ -52,17 +53,93 @@ impl Default for Limits {
     }
 }
 
-/// How the engine answers INVITEs while it has no routing to do (a plain UAS). The
-/// proxy replaces this once routes are configured.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UasConfig {
-    /// Final status for every INVITE (default 480 Temporarily Unavailable).
-    pub invite_status: u16,
+/// When the host decides where a call goes (through [`Event::RouteRequest`]).
+///
+/// [`Event::RouteRequest`]: crate::Event::RouteRequest
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AskHost {
+    /// Never: the table (and its default route) decides alone.
+    Never,
+    /// For numbers the table does not know (the default route is not used).
+    Unknown,
+    /// For every call.
+    Always,
 }
 
-impl Default for UasConfig {
+/// Routing: the table, its numbering plan, and what happens when it has no answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Numbers (or `prefix*`) and their targets.
+    pub routes: Vec<RouteEntry>,
+    /// Targets for numbers nothing else matches (empty: none).
+    pub default_route: Vec<Target>,
+    /// How numbers are normalised before lookup.
+    pub plan: NumberPlan,
+    /// When the host is asked.
+    pub ask_host: AskHost,
+    /// How long the host has to answer a route request before the engine falls back to
+    /// the last route that worked for the number.
+    pub route_request_timeout: Duration,
+    /// Status for a number with no route (404 or 480).
+    pub no_route_status: u16,
+    /// Status when the host did not answer and no last-known-good route exists.
+    pub route_failure_status: u16,
+    /// Numbers whose last working route is remembered (bounded cache).
+    pub last_known_good: usize,
+}
+
+impl Default for RoutingConfig {
     fn default() -> Self {
-        UasConfig { invite_status: 480 }
+        RoutingConfig {
+            routes: Vec::new(),
+            default_route: Vec::new(),
+            plan: NumberPlan::default(),
+            ask_host: AskHost::Never,
+            route_request_timeout: Duration::from_secs(2),
+            no_route_status: 404,
+            route_failure_status: 480,
+            last_known_good: 100_000,
+        }
+    }
+}
+
+/// Proxy behaviour (RFC 3261 §16).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Timer C: how long a call may ring before it is cancelled downstream and answered
+    /// upstream with `ring_timeout_status`. RFC 3261 asks for more than 3 minutes; a
+    /// shorter ring timeout is a deliberate policy.
+    pub ring_timeout: Duration,
+    /// Status sent upstream when Timer C fires (408 by default).
+    pub ring_timeout_status: u16,
+    /// Downstream finals that make the proxy try the next target (timeouts always do).
+    pub failover_statuses: Vec<u16>,
+    /// What a downstream 503 becomes upstream: a 503 is never relayed (RFC 3261
+    /// §16.7), because the carrier would fail it over to the rest of the fleet.
+    pub downstream_503_status: u16,
+    /// Calls being set up at once (INVITE received, no final sent yet).
+    pub max_calls: usize,
+    /// Dialogs (early, confirmed, or lingering after termination) at once.
+    pub max_dialogs: usize,
+    /// Longest a call may last (`None`: unlimited). At the limit the engine emits
+    /// `CallEnded` and, if `bye_on_max_duration`, sends BYE both ways.
+    pub max_call_duration: Option<Duration>,
+    /// Whether to hang up calls at `max_call_duration`.
+    pub bye_on_max_duration: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            ring_timeout: Duration::from_secs(180),
+            ring_timeout_status: 408,
+            failover_statuses: vec![408, 500, 502, 503, 504],
+            downstream_503_status: 500,
+            max_calls: 100_000,
+            max_dialogs: 400_000,
+            max_call_duration: Some(Duration::from_secs(4 * 3600)),
+            bye_on_max_duration: true,
+        }
     }
 }
 
@@ -76,8 +153,10 @@ pub struct Config {
     pub wire: wire::Limits,
     /// Bounds on tables and queues.
     pub limits: Limits,
-    /// Plain-UAS behaviour.
-    pub uas: UasConfig,
+    /// Routing table and policy.
+    pub routing: RoutingConfig,
+    /// Proxy behaviour.
+    pub proxy: ProxyConfig,
     /// Value of the Server header on responses the engine generates (none if empty).
     pub server_name: String,
     /// Seed for every random draw (tags, branches, jitter, shedding). Use a random seed
@@ -91,7 +170,8 @@ impl Default for Config {
             timers: Timers::default(),
             wire: wire::Limits::default(),
             limits: Limits::default(),
-            uas: UasConfig::default(),
+            routing: RoutingConfig::default(),
+            proxy: ProxyConfig::default(),
             server_name: "ringfence".into(),
             seed: 0x5eed_5eed_5eed_5eed,
         }
@@ -125,6 +205,16 @@ fn duration_in(field: &str, d: Duration, lo: Duration, hi: Duration) -> Result<(
 }
 
 impl Config {
+    /// The routing table this config describes.
+    pub fn routing_table(&self) -> Result<RoutingTable, ConfigError> {
+        RoutingTable::new(
+            &self.routing.routes,
+            &self.routing.default_route,
+            self.routing.plan.clone(),
+        )
+        .map_err(|e| ConfigError::new("routing.routes", e.to_string()))
+    }
+
     /// Checks every field; the error names the first one out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let t = &self.timers;
@@ -179,7 +269,68 @@ impl Config {
             3600,
             " s",
         )?;
-        in_range("uas.invite_status", self.uas.invite_status, 300, 699, "")?;
+        let r = &self.routing;
+        self.routing_table()?;
+        if ![404, 480].contains(&r.no_route_status) {
+            return Err(ConfigError::new(
+                "routing.no_route_status",
+                format!("must be 404 or 480 (got {})", r.no_route_status),
+            ));
+        }
+        in_range(
+            "routing.route_failure_status",
+            r.route_failure_status,
+            400,
+            699,
+            "",
+        )?;
+        duration_in(
+            "routing.route_request_timeout",
+            r.route_request_timeout,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )?;
+        in_range("routing.last_known_good", r.last_known_good, 0, 1 << 24, "")?;
+        let p = &self.proxy;
+        duration_in(
+            "proxy.ring_timeout",
+            p.ring_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(3600),
+        )?;
+        in_range(
+            "proxy.ring_timeout_status",
+            p.ring_timeout_status,
+            400,
+            699,
+            "",
+        )?;
+        in_range(
+            "proxy.downstream_503_status",
+            p.downstream_503_status,
+            400,
+            699,
+            "",
+        )?;
+        if p.downstream_503_status == 503 {
+            return Err(ConfigError::new(
+                "proxy.downstream_503_status",
+                "must not be 503: relaying 503 makes carriers fail calls over to the fleet",
+            ));
+        }
+        for (i, s) in p.failover_statuses.iter().enumerate() {
+            in_range(&format!("proxy.failover_statuses[{i}]"), *s, 300, 699, "")?;
+        }
+        in_range("proxy.max_calls", p.max_calls, 1, 1 << 24, "")?;
+        in_range("proxy.max_dialogs", p.max_dialogs, 1, 1 << 24, "")?;
+        if let Some(d) = p.max_call_duration {
+            duration_in(
+                "proxy.max_call_duration",
+                d,
+                Duration::from_secs(1),
+                Duration::from_secs(7 * 86400),
+            )?;
+        }
         if self.server_name.bytes().any(|c| c < 0x20 || c == 0x7f) {
             return Err(ConfigError::new(
                 "server_name",
@@ -210,10 +361,16 @@ mod tests {
         c.timers.timer_d = Duration::from_secs(5);
         assert_eq!(c.validate().unwrap_err().field, "timers.timer_d");
         let mut c = Config::default();
-        c.uas.invite_status = 200;
+        c.routing.no_route_status = 200;
         let e = c.validate().unwrap_err();
-        assert_eq!(e.field, "uas.invite_status");
-        assert!(e.to_string().contains("300 and 699"), "{e}");
+        assert_eq!(e.field, "routing.no_route_status");
+        assert!(e.to_string().contains("404 or 480"), "{e}");
+        let mut c = Config::default();
+        c.proxy.downstream_503_status = 503;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "proxy.downstream_503_status"
+        );
         let mut c = Config::default();
         c.limits.max_transactions = 0;
         assert_eq!(c.validate().unwrap_err().field, "limits.max_transactions");

@@ -1,40 +1,161 @@
-//! The engine: the one façade a host drives. It dispatches each input to the layer that
-//! owns it and collects their outputs; it makes no protocol decisions of its own.
+//! The engine: the one façade a host drives. It owns every layer's state, dispatches
+//! each input to the layer that owns it, and collects their outputs. The protocol
+//! logic lives with the layers (`transaction`, `proxy`, `dialog`, `route`).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
+use crate::dialog::DialogTable;
 use crate::hash::digest;
 use crate::output::{Output, Transmit};
+use crate::proxy::Call;
 use crate::rng::Rng;
-use crate::slab::Key;
+use crate::route::{LastKnownGood, RoutingTable, Target};
+use crate::slab::{Key, Slab};
 use crate::stats::Stats;
 use crate::status::reason;
 use crate::time::{Clock, Time};
 use crate::timer::{Owner, TimerQueue};
 use crate::transaction::{
-    Class, ClientState, RespondError, ServerEnd, ServerFired, ServerState, ServerTx, Table,
+    Class, ClientEntry, ClientFired, ClientOutcome, ClientState, ClientTx, RespondError, ServerEnd,
+    ServerFired, ServerState, ServerTx, Table,
 };
 use crate::wire::{self, Message, Method, Reply, Transport, Via};
+
+/// Identifies a call in events and in [`Engine::route`]. Stale once the call's setup
+/// is over; the engine then answers [`CallError::UnknownCall`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallHandle(pub u64);
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The caller got this non-2xx final (no route, busy, every target failed...).
+    Rejected {
+        /// The status sent upstream.
+        status: u16,
+    },
+    /// The caller cancelled before an answer.
+    Cancelled,
+    /// Nobody answered before the ring timeout (Timer C).
+    NoAnswer,
+    /// A BYE ended the answered call.
+    Hangup {
+        /// Whether the caller (not the callee) sent the BYE.
+        by_caller: bool,
+    },
+    /// The call reached the maximum duration.
+    MaxDuration,
+    /// A 2xx was relayed but its ACK never came.
+    NoAck,
+}
 
 /// Something the host should know about or act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Event {}
+pub enum Event {
+    /// The host decides where this call goes: answer with [`Engine::route`] before the
+    /// configured deadline, or the engine falls back to the number's last working
+    /// route (else rejects).
+    #[non_exhaustive]
+    RouteRequest {
+        /// The call.
+        call: CallHandle,
+        /// Dialled number, normalised to E.164 digits when possible.
+        dialled: String,
+        /// Calling number, normalised when possible (empty when withheld).
+        caller: String,
+    },
+    /// A new call was accepted for routing.
+    #[non_exhaustive]
+    CallStarted {
+        /// The call.
+        call: CallHandle,
+        /// Dialled number.
+        dialled: String,
+        /// Calling number.
+        caller: String,
+    },
+    /// The call was answered (a 2xx was relayed).
+    #[non_exhaustive]
+    CallAnswered {
+        /// The call.
+        call: CallHandle,
+        /// Time from INVITE to answer.
+        setup: Duration,
+    },
+    /// The call is over.
+    #[non_exhaustive]
+    CallEnded {
+        /// The call.
+        call: CallHandle,
+        /// Why.
+        reason: EndReason,
+        /// Talk time for answered calls; time since the INVITE otherwise.
+        duration: Duration,
+    },
+}
 
-/// Who a server transaction answers for.
+/// The host's answer to a [`Event::RouteRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteDecision {
+    /// Try these targets in order of priority (then weight).
+    Targets(Vec<Target>),
+    /// Reject the call with this status (400..=699; 503 is turned into the proxy's
+    /// `downstream_503_status`).
+    Reject(u16),
+}
+
+/// Host misuse of a call handle or decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// No call has this handle: it ended (timed out, cancelled, answered) or never
+    /// existed. Drop the decision.
+    #[error("no such call: it ended or the handle is stale")]
+    UnknownCall,
+    /// The call is not waiting for a route (it was routed already).
+    #[error("the call is not waiting for a route")]
+    NotRouting,
+    /// A reject status outside 400..=699.
+    #[error("reject status must be 400..=699")]
+    InvalidStatus,
+    /// A target list that is empty.
+    #[error("a route needs at least one target")]
+    NoTargets,
+}
+
+/// Who a transaction belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TxOwner {
-    /// The engine itself, as a plain UAS.
+    /// Answered by the engine itself.
     Uas,
+    /// The upstream INVITE of a call being set up.
+    Call(Key),
+    /// A downstream INVITE of a call. `abandoned`: upstream already has its final, so a
+    /// provisional gets CANCELled and a 2xx gets ACK and BYE.
+    Branch {
+        call: Key,
+        server: Key,
+        abandoned: bool,
+    },
+    /// An upstream in-dialog request being relayed by `client`.
+    RelayServer { client: Option<Key> },
+    /// The downstream leg of a relayed in-dialog request.
+    RelayClient { server: Key },
+    /// A request the engine originated (CANCEL, BYE): responses are absorbed.
+    Own,
 }
 
 /// Methods the engine handles; listed in `Allow` on 405/501 and OPTIONS answers.
-const ALLOW: &[u8] = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK\r\n";
+pub(crate) const ALLOW: &[u8] =
+    b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY\r\n";
 
-/// A sans-IO SIP engine. Feed it datagrams and time; drain datagrams to send and events.
+/// A sans-IO SIP call-routing engine: a stateful proxy with dialogs, driven by the host.
 ///
 /// ```
 /// use std::time::Instant;
@@ -59,23 +180,27 @@ const ALLOW: &[u8] = b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, P
 /// ```
 #[derive(Debug)]
 pub struct Engine {
-    cfg: Config,
+    pub(crate) cfg: Config,
     clock: Clock,
-    now: Time,
-    txs: Table<TxOwner>,
-    timers: TimerQueue,
-    out: Output<Event>,
-    stats: Stats,
-    rng: Rng,
-    /// Scratch buffer for building messages; reused so steady state allocates little.
-    buf: Vec<u8>,
-    /// Extra header lines for generated responses (Server, Retry-After, Allow...).
-    extra: Vec<u8>,
+    pub(crate) now: Time,
+    pub(crate) txs: Table<TxOwner>,
+    pub(crate) calls: Slab<Call>,
+    pub(crate) dialogs: DialogTable,
+    pub(crate) routes: Arc<RoutingTable>,
+    pub(crate) lkg: LastKnownGood,
+    pub(crate) timers: TimerQueue,
+    pub(crate) out: Output<Event>,
+    pub(crate) stats: Stats,
+    pub(crate) rng: Rng,
+    /// Scratch buffers, reused so steady state allocates little.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) buf2: Vec<u8>,
+    pub(crate) extra: Vec<u8>,
 }
 
 /// Where responses to a request go (RFC 3261 §18.2.2 with RFC 3581 `rport`), and the
 /// `received` value to record on the top Via when the source differs from sent-by.
-fn response_target(via: &Via<'_>, remote: SocketAddr) -> (SocketAddr, Option<IpAddr>) {
+pub(crate) fn response_target(via: &Via<'_>, remote: SocketAddr) -> (SocketAddr, Option<IpAddr>) {
     let sent_by_ip = std::str::from_utf8(via.host)
         .ok()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
@@ -94,29 +219,29 @@ fn response_target(via: &Via<'_>, remote: SocketAddr) -> (SocketAddr, Option<IpA
     (SocketAddr::new(remote.ip(), port), received)
 }
 
-/// An IP address as text without allocating.
-struct IpText {
-    buf: [u8; 46],
+/// Short text (an address, a number) formatted without allocating.
+pub(crate) struct SmallText {
+    buf: [u8; 64],
     len: usize,
 }
 
-impl IpText {
-    fn new(ip: IpAddr) -> Self {
-        let mut t = IpText {
-            buf: [0; 46],
+impl SmallText {
+    pub(crate) fn new(v: impl std::fmt::Display) -> Self {
+        let mut t = SmallText {
+            buf: [0; 64],
             len: 0,
         };
-        // Infallible: 46 bytes hold any IPv6 text form.
-        let _ = write!(t, "{ip}");
+        // Infallible for what the engine formats (addresses, numbers): under 64 bytes.
+        let _ = write!(t, "{v}");
         t
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
 }
 
-impl std::fmt::Write for IpText {
+impl std::fmt::Write for SmallText {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let end = self.len + s.len();
         if end > self.buf.len() {
@@ -132,8 +257,13 @@ impl Engine {
     /// Creates an engine whose clock starts at `now`. Fails if the config is invalid.
     pub fn new(config: Config, now: Instant) -> Result<Engine, ConfigError> {
         config.validate()?;
+        let routes = Arc::new(config.routing_table()?);
         Ok(Engine {
             txs: Table::new(config.limits.max_transactions, config.seed),
+            calls: Slab::with_capacity(config.proxy.max_calls),
+            dialogs: DialogTable::new(config.proxy.max_dialogs, config.seed),
+            routes,
+            lkg: LastKnownGood::new(config.routing.last_known_good),
             out: Output::new(config.limits.transmit_queue_bytes, config.limits.max_events),
             rng: Rng::new(config.seed),
             clock: Clock::new(now),
@@ -141,6 +271,7 @@ impl Engine {
             timers: TimerQueue::default(),
             stats: Stats::default(),
             buf: Vec::with_capacity(2048),
+            buf2: Vec::with_capacity(2048),
             extra: Vec::with_capacity(256),
             cfg: config,
         })
@@ -156,7 +287,9 @@ impl Engine {
         self.now = self.now.max(self.clock.at(now));
     }
 
-    /// Handles one UDP datagram that arrived from `remote` on local address `local`.
+    /// Handles one UDP datagram that arrived from `remote` on local address `local`
+    /// (the concrete address peers reach this node at: it is written into Via and
+    /// Record-Route).
     ///
     /// Never panics and never fails for what a peer sent: malformed input is counted in
     /// [`Stats::malformed`] and answered `400` when enough of it parses to answer.
@@ -197,11 +330,48 @@ impl Engine {
         self.out.pop_event()
     }
 
+    /// Answers a [`Event::RouteRequest`].
+    pub fn route(
+        &mut self,
+        now: Instant,
+        call: CallHandle,
+        decision: RouteDecision,
+    ) -> Result<(), CallError> {
+        self.advance(now);
+        let r = self.on_route_decision(call, decision);
+        self.run_timers();
+        r
+    }
+
+    /// Replaces the routing table. Calls already routed keep their targets; new calls
+    /// use the new table.
+    pub fn set_routes(&mut self, table: RoutingTable) {
+        self.routes = Arc::new(table);
+    }
+
+    /// Calls in progress: being set up, or answered and not yet ended.
+    pub fn active_calls(&self) -> usize {
+        let answered = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| d.state == crate::dialog::DialogState::Confirmed)
+            .count();
+        self.calls.len() + answered
+    }
+
     /// A snapshot of every counter.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.dropped_transmits = self.out.dropped_transmits;
         s.dropped_events = self.out.dropped_events;
+        s.calls_setting_up = self.calls.len() as u64;
+        for (_, d) in self.dialogs.iter() {
+            match d.state {
+                crate::dialog::DialogState::Early => s.dialogs_early += 1,
+                crate::dialog::DialogState::Confirmed => s.dialogs_confirmed += 1,
+                crate::dialog::DialogState::Terminated => s.dialogs_terminated += 1,
+            }
+        }
         for (_, e) in self.txs.servers.iter() {
             if e.tx.invite {
                 s.transactions_active.server_invite += 1;
@@ -232,7 +402,7 @@ impl Engine {
         s
     }
 
-    // ----- input -----
+    // ----- input dispatch -----
 
     fn on_message(
         &mut self,
@@ -246,7 +416,7 @@ impl Engine {
             self.stats.keepalives += 1;
             return;
         }
-        // Absorb retransmissions first, from the keys alone.
+        // Retransmissions are absorbed first, from the keys alone.
         if let Ok(keys) = wire::scan_keys(data, &self.cfg.wire) {
             match keys.method() {
                 Some(m) => {
@@ -257,7 +427,7 @@ impl Engine {
                 }
                 None => {
                     self.stats.responses += 1;
-                    self.on_response(&keys);
+                    self.on_response(&keys, data);
                     return;
                 }
             }
@@ -268,7 +438,7 @@ impl Engine {
         }
         match wire::scan(data, &self.cfg.wire) {
             Ok(msg) if msg.is_request() => self.on_request(&msg, remote, local, transport),
-            // A response that scan_keys could not read but scan could: nothing matches it.
+            // A response scan_keys could not read but scan could: nothing matches it.
             Ok(_) => self.stats.stray_responses += 1,
             Err(e) => self.on_malformed(e.kind, data, remote, local, transport),
         }
@@ -285,7 +455,7 @@ impl Engine {
         self.stats.malformed[kind.index()] += 1;
         let reply = Reply::new(kind.status(), kind.reason_phrase().as_bytes());
         self.buf.clear();
-        // Unscannable requests go back to their source: the Via was not understood.
+        // Unscannable requests go back to their source: their Via was not understood.
         if wire::write_response_to_unparsed(data, &reply, &mut self.buf) {
             self.stats.malformed_answered += 1;
             self.stats.count_response(reply.status);
@@ -325,12 +495,6 @@ impl Engine {
         true
     }
 
-    fn on_response(&mut self, keys: &wire::Keys<'_>) {
-        // No client transactions exist yet without a proxy: every response is stray.
-        let _ = keys;
-        self.stats.stray_responses += 1;
-    }
-
     fn on_request(
         &mut self,
         msg: &Message<'_>,
@@ -338,8 +502,7 @@ impl Engine {
         local: SocketAddr,
         transport: Transport,
     ) {
-        let via = msg.top_via();
-        if !via.has_magic_cookie() {
+        if !msg.top_via().has_magic_cookie() {
             self.stats.no_magic_cookie += 1;
             if msg.method() != Some(Method::Ack) {
                 self.reply_stateless(
@@ -349,35 +512,29 @@ impl Engine {
                     transport,
                     400,
                     b"Bad Request - RFC 2543 Branch Not Supported",
+                    b"",
                 );
             }
             return;
         }
-        match msg.method() {
-            Some(Method::Ack) => self.stats.stray_acks += 1,
-            Some(Method::Cancel) => self.on_cancel(msg, remote, local, transport),
-            Some(Method::Invite) => self.on_invite(msg, remote, local, transport),
-            Some(_) => self.on_non_invite(msg, remote, local, transport),
-            None => {}
+        let Some(method) = msg.method() else {
+            return;
+        };
+        if method == Method::Cancel {
+            self.on_cancel(msg, remote, local, transport);
+        } else if msg.to_tag().is_some() {
+            self.on_in_dialog(msg, remote, local, transport);
+        } else if method == Method::Invite {
+            self.on_invite(msg, remote, local, transport);
+        } else if method == Method::Ack {
+            self.stats.stray_acks += 1;
+        } else {
+            self.on_out_of_dialog(msg, remote, local, transport);
         }
     }
 
-    fn on_invite(
-        &mut self,
-        msg: &Message<'_>,
-        remote: SocketAddr,
-        local: SocketAddr,
-        transport: Transport,
-    ) {
-        let Some(id) = self.new_server_tx(msg, remote, local, transport, TxOwner::Uas) else {
-            return;
-        };
-        self.respond(id, Some(msg), 100, reason(100));
-        let status = self.cfg.uas.invite_status;
-        self.respond(id, Some(msg), status, reason(status));
-    }
-
-    fn on_non_invite(
+    /// Requests outside any dialog other than INVITE: answered by the engine itself.
+    fn on_out_of_dialog(
         &mut self,
         msg: &Message<'_>,
         remote: SocketAddr,
@@ -389,53 +546,98 @@ impl Engine {
         };
         let status = match msg.method() {
             Some(Method::Options) => 200,
-            // In-dialog methods: there is no dialog they could belong to.
+            // In-dialog methods without a To tag belong to no dialog.
             Some(Method::Bye | Method::Update | Method::Info | Method::Prack) => 481,
             Some(Method::Extension(_)) => 501,
             _ => 405,
         };
-        self.respond(id, Some(msg), status, reason(status));
+        self.respond(id, Some(msg), status, reason(status), b"");
     }
 
-    fn on_cancel(
-        &mut self,
-        msg: &Message<'_>,
-        remote: SocketAddr,
-        local: SocketAddr,
-        transport: Transport,
-    ) {
-        let Some(id) = self.new_server_tx(msg, remote, local, transport, TxOwner::Uas) else {
+    fn on_response(&mut self, keys: &wire::Keys<'_>, data: &[u8]) {
+        let Some(mut cid) = keys.branch().and_then(|b| self.txs.client_of_branch(b)) else {
+            self.stats.stray_responses += 1;
             return;
         };
-        let via = msg.top_via();
-        let invite = self.txs.find_server(
-            via.branch,
-            via.host,
-            via.port,
-            via.transport_kind(),
-            Class::Invite,
-        );
-        let Some(invite) = invite else {
-            self.respond(id, Some(msg), 481, reason(481));
+        let Some(status) = keys.status() else {
             return;
         };
-        // RFC 3261 §9.2: the CANCEL itself is always answered 200 once matched.
-        self.respond(id, Some(msg), 200, reason(200));
-        let unanswered = self
-            .txs
-            .servers
-            .get(invite)
-            .is_some_and(|e| !e.tx.answered());
-        if unanswered {
-            self.respond(invite, None, 487, reason(487));
+        let cseq_method = keys.cseq_method();
+        if cseq_method == Method::Cancel {
+            match self.txs.clients.get(cid).and_then(|e| e.cancel) {
+                Some(c) => cid = c,
+                None => {
+                    self.stats.stray_responses += 1;
+                    return;
+                }
+            }
         }
+        let timers = self.cfg.timers;
+        let Some(e) = self.txs.clients.get_mut(cid) else {
+            self.stats.stray_responses += 1;
+            return;
+        };
+        if e.tx.invite != (cseq_method == Method::Invite) {
+            self.stats.stray_responses += 1;
+            return;
+        }
+        let outcome = e.tx.on_response(self.now, &timers, status);
+        if outcome == ClientOutcome::Absorbed {
+            self.stats.response_retransmissions_absorbed += 1;
+            if e.tx.invite && e.tx.state == ClientState::Completed && !e.tx.ack().is_empty() {
+                self.out.send(e.dest, e.local, e.transport, e.tx.ack());
+            }
+            return;
+        }
+        self.schedule_client(cid);
+        let msg = match wire::scan(data, &self.cfg.wire) {
+            Ok(m) => m,
+            Err(err) => {
+                // The keys matched but the rest is broken: count it, deliver nothing.
+                self.stats.malformed[err.kind.index()] += 1;
+                return;
+            }
+        };
+        if outcome == ClientOutcome::DeliverAndAck {
+            self.send_ack(cid, &msg);
+        }
+        let Some(owner) = self.txs.clients.get(cid).map(|e| e.owner) else {
+            return;
+        };
+        match owner {
+            TxOwner::Branch {
+                call,
+                server,
+                abandoned,
+            } => self.on_branch_response(cid, call, server, abandoned, &msg),
+            TxOwner::RelayClient { server } => self.relay_response(server, &msg),
+            // An answer to an INVITE we already hung up: ACK it again.
+            TxOwner::Own if (200..300).contains(&status) => self.hang_up_stray_answer(cid, &msg),
+            _ => {}
+        }
+    }
+
+    /// Acknowledges a non-2xx final on client INVITE `cid` (RFC 3261 §17.1.1.3).
+    fn send_ack(&mut self, cid: Key, response: &Message<'_>) {
+        let limits = self.cfg.wire;
+        let Some(e) = self.txs.clients.get_mut(cid) else {
+            return;
+        };
+        let Ok(invite) = wire::scan(e.tx.request(), &limits) else {
+            return;
+        };
+        self.buf.clear();
+        wire::write_ack(&invite, response, &mut self.buf);
+        e.tx.set_ack(&self.buf);
+        self.out.send(e.dest, e.local, e.transport, &self.buf);
     }
 
     // ----- server transactions -----
 
     /// Creates the server transaction for a new request, or answers it statelessly when
-    /// it cannot have one (table full: 503; merged: 482 within a new transaction).
-    fn new_server_tx(
+    /// it cannot have one (table full: 503 with Retry-After). A merged request (RFC 3261
+    /// §8.2.2.2) is answered 482 within its own transaction and `None` returned.
+    pub(crate) fn new_server_tx(
         &mut self,
         msg: &Message<'_>,
         remote: SocketAddr,
@@ -458,20 +660,29 @@ impl Engine {
             merged_key.is_some_and(|(t, c, n, m)| self.txs.find_merged(t, c, n, m).is_some());
         if self.txs.is_full() {
             self.stats.table_full += 1;
-            self.extra.clear();
-            self.extra.extend_from_slice(b"Retry-After: ");
-            wire::write_decimal(&mut self.extra, self.cfg.limits.table_full_retry_after);
-            self.extra.extend_from_slice(b"\r\n");
-            let extra = std::mem::take(&mut self.extra);
-            self.reply_stateless_with(msg, remote, local, transport, 503, reason(503), &extra);
-            self.extra = extra;
+            let retry = SmallText::new(format_args!(
+                "Retry-After: {}\r\n",
+                self.cfg.limits.table_full_retry_after
+            ));
+            self.reply_stateless(
+                msg,
+                remote,
+                local,
+                transport,
+                503,
+                reason(503),
+                retry.as_bytes(),
+            );
             return None;
         }
         let timers = self.cfg.timers;
         let tx = if method == Method::Invite {
-            // The transaction user must answer within Timer B's span after Timer C would
-            // have: a safety net, not the routing deadline.
-            ServerTx::invite(self.now, reliable, timers.t1x64() * 8)
+            // A safety net well past Timer C: the transaction user answers long before.
+            ServerTx::invite(
+                self.now,
+                reliable,
+                self.cfg.proxy.ring_timeout + timers.t1x64() * 2,
+            )
         } else {
             ServerTx::non_invite(self.now, reliable, &timers)
         };
@@ -491,27 +702,18 @@ impl Engine {
                 owner,
             )
             .ok()?;
-        self.count_created_server(method == Method::Invite);
-        if merged {
-            self.stats.merged_requests += 1;
-            self.respond(id, Some(msg), 482, reason(482));
-            return None;
-        }
-        if method == Method::Invite
-            && let Some(e) = self.txs.servers.get_mut(id)
-        {
-            e.request.extend_from_slice(msg.as_bytes());
-        }
-        Some(id)
-    }
-
-    fn count_created_server(&mut self, invite: bool) {
         let c = &mut self.stats.transactions_created;
-        if invite {
+        if method == Method::Invite {
             c.server_invite += 1;
         } else {
             c.server_non_invite += 1;
         }
+        if merged {
+            self.stats.merged_requests += 1;
+            self.respond(id, Some(msg), 482, reason(482), b"");
+            return None;
+        }
+        Some(id)
     }
 
     /// A stable To tag for responses the engine generates in transaction `id`.
@@ -524,15 +726,25 @@ impl Engine {
         tag
     }
 
-    /// Sends a response generated by the engine in server transaction `id`. The request
-    /// is `msg` when at hand, else the copy the transaction kept.
-    fn respond(&mut self, id: Key, msg: Option<&Message<'_>>, status: u16, reason: &[u8]) {
+    /// Sends a response the engine generates in server transaction `id`, built from
+    /// `msg` when at hand, else from the request the transaction kept. `extra` holds
+    /// additional header lines (each ending in CRLF).
+    pub(crate) fn respond(
+        &mut self,
+        id: Key,
+        msg: Option<&Message<'_>>,
+        status: u16,
+        reason: &[u8],
+        extra: &[u8],
+    ) {
         self.extra.clear();
-        if status == 405 || status == 501 || status == 200 {
+        self.extra.extend_from_slice(extra);
+        if matches!(status, 200 | 405 | 501) && msg.and_then(|m| m.method()) != Some(Method::Invite)
+        {
             self.extra.extend_from_slice(ALLOW);
-        }
-        if status == 200 {
-            self.extra.extend_from_slice(b"Accept: application/sdp\r\n");
+            if status == 200 {
+                self.extra.extend_from_slice(b"Accept: application/sdp\r\n");
+            }
         }
         if !self.cfg.server_name.is_empty() && status > 100 {
             self.extra.extend_from_slice(b"Server: ");
@@ -553,51 +765,59 @@ impl Engine {
                     stored = m;
                     &stored
                 }
-                // Only requests that scanned are stored; nothing to answer from otherwise.
+                // Only requests that scanned are kept; there is nothing to answer from.
                 Err(_) => return,
             },
         };
-        // `peer` is the source address with the response port: its IP is the source IP.
+        // `peer` has the source IP (only its port may differ), so it decides `received`.
         let (_, received) = response_target(&msg.top_via(), e.peer);
-        let received = received.map(IpText::new);
+        let received = received.map(SmallText::new);
         let reply = Reply {
             status,
             reason,
             to_tag: (status > 100).then_some(&tag[..]),
             headers: &self.extra,
             via_params: b"",
-            received: received.as_ref().map(IpText::as_bytes),
+            received: received.as_ref().map(SmallText::as_bytes),
             source_port: e.peer.port(),
         };
         self.buf.clear();
         wire::write_response(msg, &reply, &mut self.buf);
-        match e.tx.respond(self.now, &self.cfg.timers, status, &self.buf) {
+        if e.tx
+            .respond(self.now, &self.cfg.timers, status, &self.buf)
+            .is_ok()
+        {
+            self.stats.count_response(status);
+            self.out.send(e.peer, e.local, e.transport, &self.buf);
+            if status >= 200 {
+                e.request = Vec::new();
+            }
+            self.schedule_server(id);
+        }
+    }
+
+    /// Sends response bytes built elsewhere (a relayed downstream response) through
+    /// server transaction `id`. False if the transaction refused (final already sent).
+    pub(crate) fn respond_bytes(&mut self, id: Key, status: u16, bytes: &[u8]) -> bool {
+        let Some(e) = self.txs.servers.get_mut(id) else {
+            return false;
+        };
+        match e.tx.respond(self.now, &self.cfg.timers, status, bytes) {
             Ok(()) => {
                 self.stats.count_response(status);
-                self.out.send(e.peer, e.local, e.transport, &self.buf);
+                self.out.send(e.peer, e.local, e.transport, bytes);
                 if status >= 200 {
                     e.request = Vec::new();
                 }
                 self.schedule_server(id);
+                true
             }
-            Err(RespondError::FinalAlreadySent) => {}
+            Err(RespondError::FinalAlreadySent) => false,
         }
     }
 
-    fn reply_stateless(
-        &mut self,
-        msg: &Message<'_>,
-        remote: SocketAddr,
-        local: SocketAddr,
-        transport: Transport,
-        status: u16,
-        reason: &[u8],
-    ) {
-        self.reply_stateless_with(msg, remote, local, transport, status, reason, b"");
-    }
-
     #[allow(clippy::too_many_arguments)]
-    fn reply_stateless_with(
+    pub(crate) fn reply_stateless(
         &mut self,
         msg: &Message<'_>,
         remote: SocketAddr,
@@ -608,14 +828,14 @@ impl Engine {
         extra: &[u8],
     ) {
         let (peer, received) = response_target(&msg.top_via(), remote);
-        let received = received.map(IpText::new);
+        let received = received.map(SmallText::new);
         let reply = Reply {
             status,
             reason,
             to_tag: None,
             headers: extra,
             via_params: b"",
-            received: received.as_ref().map(IpText::as_bytes),
+            received: received.as_ref().map(SmallText::as_bytes),
             source_port: remote.port(),
         };
         self.buf.clear();
@@ -624,38 +844,116 @@ impl Engine {
         self.out.send(peer, local, transport, &self.buf);
     }
 
-    fn schedule_server(&mut self, id: Key) {
+    pub(crate) fn schedule_server(&mut self, id: Key) {
         let Some(e) = self.txs.servers.get_mut(id) else {
             return;
         };
-        let wake = e.tx.next_wake();
-        if wake.is_some()
-            && wake != e.scheduled
-            && let Some(t) = wake
+        if let Some(t) = e.tx.next_wake()
+            && e.scheduled != Some(t)
         {
             e.scheduled = Some(t);
             self.timers.schedule(t, Owner::ServerTx(id));
         }
     }
 
+    // ----- client transactions -----
+
+    /// Starts a client transaction: `build` writes the request given the branch to put
+    /// in our Via. Returns its key, or `None` when the table is full (counted).
+    pub(crate) fn send_request(
+        &mut self,
+        invite: bool,
+        dest: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        owner: TxOwner,
+        build: impl FnOnce(&mut Self, &[u8], &mut Vec<u8>) -> bool,
+    ) -> Option<Key> {
+        let tx = ClientTx::new(
+            self.now,
+            &self.cfg.timers,
+            invite,
+            transport.is_reliable(),
+            Vec::new(),
+        );
+        let entry = ClientEntry {
+            tx,
+            dest,
+            local,
+            transport,
+            owner,
+            cancel: None,
+            scheduled: None,
+        };
+        let Ok(cid) = self.txs.insert_client(entry) else {
+            self.stats.table_full += 1;
+            return None;
+        };
+        let branch = self.txs.branch(cid);
+        let mut request = Vec::with_capacity(1536);
+        if !build(self, branch.as_bytes(), &mut request) {
+            self.txs.remove_client(cid);
+            return None;
+        }
+        let c = &mut self.stats.transactions_created;
+        if invite {
+            c.client_invite += 1;
+        } else {
+            c.client_non_invite += 1;
+        }
+        self.out.send(dest, local, transport, &request);
+        if let Some(e) = self.txs.clients.get_mut(cid) {
+            e.tx.set_request(request);
+        }
+        self.schedule_client(cid);
+        Some(cid)
+    }
+
+    pub(crate) fn schedule_client(&mut self, id: Key) {
+        let Some(e) = self.txs.clients.get_mut(id) else {
+            return;
+        };
+        if let Some(t) = e.tx.next_wake()
+            && e.scheduled != Some(t)
+        {
+            e.scheduled = Some(t);
+            self.timers.schedule(t, Owner::ClientTx(id));
+        }
+    }
+
     // ----- time -----
 
-    fn run_timers(&mut self) {
+    pub(crate) fn run_timers(&mut self) {
         while let Some((t, owner)) = self.timers.pop_due(self.now) {
+            if !self.timer_live(t, owner) {
+                continue;
+            }
             match owner {
                 Owner::ServerTx(id) => {
-                    let due = self
-                        .txs
-                        .servers
-                        .get_mut(id)
-                        .filter(|e| e.scheduled == Some(t))
-                        .map(|e| e.scheduled = None)
-                        .is_some();
-                    if due {
-                        self.on_server_timer(id);
+                    if let Some(e) = self.txs.servers.get_mut(id) {
+                        e.scheduled = None;
                     }
+                    self.on_server_timer(id);
                 }
-                Owner::ClientTx(_) | Owner::Call(_) | Owner::Dialog(_) | Owner::Guard => {}
+                Owner::ClientTx(id) => {
+                    if let Some(e) = self.txs.clients.get_mut(id) {
+                        e.scheduled = None;
+                    }
+                    self.on_client_timer(id);
+                }
+                Owner::Call(id) => {
+                    if let Some(c) = self.calls.get_mut(id) {
+                        c.scheduled = None;
+                    }
+                    self.on_call_timer(id);
+                }
+                Owner::Dialog(id) => {
+                    if let Some(d) = self.dialogs.get_mut(id) {
+                        d.scheduled = None;
+                    }
+                    self.on_dialog_timer(id);
+                }
+                Owner::Guard => {}
             }
         }
         self.compact_timers();
@@ -682,22 +980,59 @@ impl Engine {
                 }
                 ServerFired::Unanswered => {
                     self.stats.unanswered += 1;
-                    if e.tx.invite {
-                        self.respond(id, None, 500, reason(500));
-                    } else {
+                    let (invite, owner) = (e.tx.invite, e.owner);
+                    if !invite {
                         // RFC 4320: no 408 to a non-INVITE; the client's Timer F ends it.
                         self.txs.remove_server(id);
                         return;
                     }
+                    match owner {
+                        TxOwner::Call(call) => self.reject_call(call, 500),
+                        _ => self.respond(id, None, 500, reason(500), b""),
+                    }
                 }
                 ServerFired::MaySend100 => {
                     if !e.request.is_empty() {
-                        self.respond(id, None, 100, reason(100));
+                        self.respond(id, None, 100, reason(100), b"");
                     }
                 }
             }
         }
         self.schedule_server(id);
+    }
+
+    fn on_client_timer(&mut self, id: Key) {
+        let timers = self.cfg.timers;
+        loop {
+            let Some(e) = self.txs.clients.get_mut(id) else {
+                return;
+            };
+            match e.tx.on_timer(self.now, &timers) {
+                ClientFired::Nothing => break,
+                ClientFired::Retransmit(bytes) => {
+                    self.stats.retransmissions_sent += 1;
+                    self.out.send(e.dest, e.local, e.transport, bytes);
+                }
+                ClientFired::Timeout => {
+                    self.stats.transaction_timeouts += 1;
+                    let owner = e.owner;
+                    self.txs.remove_client(id);
+                    match owner {
+                        TxOwner::Branch {
+                            call, abandoned, ..
+                        } => self.on_branch_timeout(id, call, abandoned),
+                        TxOwner::RelayClient { server } => self.relay_timeout(server),
+                        _ => {}
+                    }
+                    return;
+                }
+                ClientFired::Terminated => {
+                    self.txs.remove_client(id);
+                    return;
+                }
+            }
+        }
+        self.schedule_client(id);
     }
 
     /// Whether a timer entry still means something to its owner.
@@ -713,7 +1048,9 @@ impl Engine {
                 .clients
                 .get(id)
                 .is_some_and(|e| e.scheduled == Some(t)),
-            Owner::Call(_) | Owner::Dialog(_) | Owner::Guard => true,
+            Owner::Call(id) => self.calls.get(id).is_some_and(|c| c.scheduled == Some(t)),
+            Owner::Dialog(id) => self.dialogs.get(id).is_some_and(|d| d.scheduled == Some(t)),
+            Owner::Guard => true,
         }
     }
 
@@ -729,7 +1066,7 @@ impl Engine {
 
     /// Drops stale timer entries once they outnumber live owners.
     fn compact_timers(&mut self) {
-        let live = self.txs.len();
+        let live = self.txs.len() + self.calls.len() + self.dialogs.len();
         if self.timers.len() <= 2 * live + 1024 {
             return;
         }
@@ -738,14 +1075,31 @@ impl Engine {
         self.timers = timers;
     }
 
-    #[cfg(test)]
-    pub(crate) fn timer_entries(&self) -> usize {
-        self.timers.len()
+    /// Total entries in every table (for bounded-memory tests).
+    #[doc(hidden)]
+    pub fn table_sizes(&self) -> TableSizes {
+        TableSizes {
+            transactions: self.txs.len(),
+            calls: self.calls.len(),
+            dialogs: self.dialogs.len(),
+            timers: self.timers.len(),
+            last_known_good: self.lkg.len(),
+        }
     }
+}
 
-    /// Draws from the engine's seeded generator (kept for the layers to come).
-    #[allow(dead_code)]
-    pub(crate) fn random(&mut self) -> u64 {
-        self.rng.next_u64()
-    }
+/// Sizes of the engine's tables, for tests and diagnostics.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableSizes {
+    /// Server and client transactions.
+    pub transactions: usize,
+    /// Calls being set up.
+    pub calls: usize,
+    /// Dialogs (any state).
+    pub dialogs: usize,
+    /// Timer queue entries (live and stale).
+    pub timers: usize,
+    /// Last-known-good route cache entries.
+    pub last_known_good: usize,
 }

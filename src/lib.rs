@@ -61,10 +61,13 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 mod config;
+mod dialog;
 mod engine;
 mod hash;
 mod output;
+mod proxy;
 mod rng;
+pub mod route;
 mod slab;
 mod stats;
 mod status;
@@ -73,8 +76,9 @@ mod timer;
 pub mod transaction;
 pub mod wire;
 
-pub use config::{Config, ConfigError, Limits, UasConfig};
-pub use engine::{Engine, Event};
+pub use config::{AskHost, Config, ConfigError, Limits, ProxyConfig, RoutingConfig};
+pub use engine::{CallError, CallHandle, EndReason, Engine, Event, RouteDecision, TableSizes};
 pub use output::Transmit;
+pub use route::{NumberPlan, RouteEntry, RoutingTable, Target};
 pub use stats::{StateCounts, Stats, TransactionCounts};
 pub use transaction::Timers;

@@ -96,6 +96,48 @@ pub struct Stats {
     /// Server transactions whose user never answered in time (answered 500, or
     /// dropped for non-INVITE per RFC 4320).
     pub unanswered: u64,
+    /// INVITEs accepted for routing (calls started).
+    pub calls_started: u64,
+    /// Calls answered (2xx relayed).
+    pub calls_answered: u64,
+    /// Calls that got a non-2xx final upstream.
+    pub calls_rejected: u64,
+    /// Calls cancelled by the caller.
+    pub calls_cancelled: u64,
+    /// Calls that hit the ring timeout (Timer C).
+    pub calls_no_answer: u64,
+    /// Calls being set up now (gauge).
+    pub calls_setting_up: u64,
+    /// Dialogs now, by state (gauges).
+    pub dialogs_early: u64,
+    /// Confirmed dialogs (answered calls in progress).
+    pub dialogs_confirmed: u64,
+    /// Terminated dialogs still lingering.
+    pub dialogs_terminated: u64,
+    /// Answered calls that ended, by who or what ended them.
+    pub calls_ended: u64,
+    /// INVITEs forwarded downstream (first attempts and failovers).
+    pub invites_forwarded: u64,
+    /// Attempts on a next target after a failure.
+    pub failovers: u64,
+    /// Route requests sent to the host.
+    pub route_requests: u64,
+    /// Route requests the host did not answer in time.
+    pub route_timeouts: u64,
+    /// Calls routed from the last-known-good cache after a route timeout.
+    pub route_fallbacks: u64,
+    /// Downstream 503s turned into another status upstream.
+    pub downstream_503_rewritten: u64,
+    /// CANCELs sent downstream.
+    pub cancels_sent: u64,
+    /// BYEs the engine originated (max duration, stray 2xx).
+    pub byes_sent: u64,
+    /// In-dialog requests relayed (ACKs included).
+    pub in_dialog_relayed: u64,
+    /// In-dialog requests for no known dialog, answered 481 (ACKs dropped).
+    pub no_dialog: u64,
+    /// Requests answered 483 because Max-Forwards reached zero.
+    pub too_many_hops: u64,
     /// Datagrams dropped because the host did not drain the transmit queue.
     pub dropped_transmits: u64,
     /// Events dropped because the host did not drain the event queue.

@@ -17,7 +17,7 @@ fn invite_gets_100_at_once_then_final_and_retransmissions_get_identical_bytes() 
     let mut h = Harness::new(Config::default());
     let inv = Req::invite("+18005550199", "inv1");
     let out = h.send(CARRIER, &inv.bytes());
-    assert_eq!(statuses(&out), [100, 480]);
+    assert_eq!(statuses(&out), [100, 404]);
     assert!(out.iter().all(|s| s.to == addr(CARRIER)));
     let final_bytes = out[1].bytes.clone();
     let again = one(h.send(CARRIER, &inv.bytes()));
@@ -37,7 +37,7 @@ fn timer_g_retransmits_final_at_500_1000_2000_4000_4000_until_h() {
     let out = h.run_until_idle(Duration::from_secs(40));
     let times: Vec<u64> = out
         .iter()
-        .filter(|s| s.status() == Some(480))
+        .filter(|s| s.status() == Some(404))
         .map(|s| s.at.as_millis() as u64)
         .collect();
     assert_eq!(
@@ -79,13 +79,10 @@ fn ack_stops_retransmissions_and_timer_i_ends_the_transaction() {
 
 #[test]
 fn cancel_after_final_gets_200_and_changes_nothing() {
-    let mut cfg = Config::default();
-    // A UAS that never answers on its own does not exist yet; cancel races the final.
-    cfg.uas.invite_status = 486;
-    let mut h = Harness::new(cfg);
+    let mut h = Harness::new(Config::default());
     let inv = Req::invite("+18005550199", "c1");
     let out = h.send(CARRIER, &inv.bytes());
-    assert_eq!(statuses(&out), [100, 486]);
+    assert_eq!(statuses(&out), [100, 404], "no route configured");
     // After the final, a CANCEL is answered 200 and changes nothing.
     let out = h.send(CARRIER, &inv.cancel().bytes());
     assert_eq!(statuses(&out), [200]);
@@ -126,9 +123,7 @@ fn unsupported_methods_get_405_or_501_with_allow() {
 
 #[test]
 fn merged_request_gets_482() {
-    let mut cfg = Config::default();
-    cfg.uas.invite_status = 480;
-    let mut h = Harness::new(cfg);
+    let mut h = Harness::new(Config::default());
     // Keep the first transaction alive (it is answered but in Completed).
     let first = Req::invite("+18005550199", "m1");
     h.send(CARRIER, &first.bytes());

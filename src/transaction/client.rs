@@ -100,6 +100,12 @@ impl ClientTx {
         &self.request
     }
 
+    /// Stores the request bytes (sent by the caller right after creating the
+    /// transaction, once the branch they carry is known).
+    pub(crate) fn set_request(&mut self, request: Vec<u8>) {
+        self.request = request;
+    }
+
     pub(crate) fn ack(&self) -> &[u8] {
         &self.ack
     }

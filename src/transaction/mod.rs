@@ -22,4 +22,4 @@ pub use timers::Timers;
 
 pub(crate) use client::{ClientFired, ClientOutcome, ClientTx};
 pub(crate) use server::{RespondError, ServerEnd, ServerFired, ServerTx};
-pub(crate) use table::{Class, ClientEntry, ServerEntry, Table};
+pub(crate) use table::{Class, ClientEntry, Table};

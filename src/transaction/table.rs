@@ -2,6 +2,7 @@
 //! sent-by and method) and responses (by our own branch, which encodes the slot).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 
 use super::{ClientTx, ServerTx};
@@ -240,16 +241,35 @@ impl<O> Table<O> {
         self.clients.remove(id)
     }
 
-    /// Writes the branch for client transaction `id` (`z9hG4bKrf<index>.<gen>.<mac>`,
-    /// hex). The keyed MAC makes our branches unguessable, so a forged response that
-    /// does not echo one is dropped rather than matched to a live transaction.
-    pub(crate) fn write_branch(&self, id: Key, out: &mut Vec<u8>) {
-        out.extend_from_slice(OUR_BRANCH);
-        write_hex(out, id.index as u64);
-        out.push(b'.');
-        write_hex(out, id.generation as u64);
-        out.push(b'.');
-        write_hex(out, self.mac(id));
+    /// The branch for client transaction `id` (`z9hG4bKrf<index>.<gen>.<mac>`, hex).
+    /// The keyed MAC makes our branches unguessable, so a forged response that does not
+    /// echo one is dropped rather than matched to a live transaction.
+    pub(crate) fn branch(&self, id: Key) -> Branch {
+        let mut b = Branch {
+            buf: [0; 48],
+            len: 0,
+        };
+        b.push(OUR_BRANCH);
+        b.hex(id.index as u64);
+        b.push(b".");
+        b.hex(id.generation as u64);
+        b.push(b".");
+        b.hex(self.mac(id));
+        b
+    }
+
+    /// A branch for a request forwarded statelessly (an ACK for a 2xx), derived from
+    /// the incoming branch so that retransmissions get the same one (RFC 3261 §16.11).
+    pub(crate) fn stateless_branch(&self, incoming: &[u8]) -> Branch {
+        let mut h = SeededState::new(self.secret).build_hasher();
+        h.write(incoming);
+        let mut b = Branch {
+            buf: [0; 48],
+            len: 0,
+        };
+        b.push(b"z9hG4bKrfs.");
+        b.hex(h.finish());
+        b
     }
 
     fn mac(&self, id: Key) -> u64 {
@@ -274,11 +294,30 @@ impl<O> Table<O> {
     }
 }
 
-fn write_hex(out: &mut Vec<u8>, v: u64) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
-    for i in (0..digits).rev() {
-        out.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
+/// A branch value, built without allocating.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Branch {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl Branch {
+    fn push(&mut self, s: &[u8]) {
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn hex(&mut self, v: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
+        for i in (0..digits).rev() {
+            self.buf[self.len] = HEX[((v >> (i * 4)) & 0xf) as usize];
+            self.len += 1;
+        }
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -421,8 +460,7 @@ mod tests {
                 scheduled: None,
             })
             .unwrap();
-        let mut b = vec![];
-        t.write_branch(id, &mut b);
+        let b = t.branch(id).as_bytes().to_vec();
         assert!(b.starts_with(MAGIC_COOKIE));
         assert_eq!(t.client_of_branch(&b), Some(id));
         let mut forged = b.clone();

@@ -180,3 +180,56 @@ pub fn one(sent: Vec<Sent>) -> Sent {
 pub fn statuses(sent: &[Sent]) -> Vec<u16> {
     sent.iter().filter_map(|s| s.status()).collect()
 }
+
+/// A config that routes every number to `targets` (in priority order), with a short
+/// ring timeout so tests stay readable.
+pub fn routed(targets: &[&str]) -> Config {
+    let mut c = Config::default();
+    c.routing.default_route = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            ringfence::Target::parse(t)
+                .unwrap()
+                .with_priority(i as u16, 1)
+        })
+        .collect();
+    c.proxy.ring_timeout = Duration::from_secs(30);
+    c
+}
+
+/// The datagrams in `sent` going to `to`.
+pub fn to<'a>(sent: &'a [Sent], to: &str) -> Vec<&'a Sent> {
+    sent.iter().filter(|s| s.to == addr(to)).collect()
+}
+
+/// The one datagram in `sent` going to `dest`.
+pub fn one_to(sent: &[Sent], dest: &str) -> Sent {
+    let v = to(sent, dest);
+    assert_eq!(
+        v.len(),
+        1,
+        "expected one datagram to {dest}, got:\n{}",
+        sent.iter()
+            .map(|s| format!("-> {}\n{}", s.to, s.text()))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    );
+    v[0].clone()
+}
+
+/// A UAS answer to the forwarded request `req` (all its Vias copied), as `from` sends it.
+pub fn answer(req: &Sent, status: u16, to_tag: Option<&str>) -> Vec<u8> {
+    let reason = match status {
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        _ => "Whatever",
+    };
+    let contact = format!("Contact: <sip:callee@{}>", req.to);
+    sip::response_to(&req.bytes, status, reason, to_tag, &[&contact], "")
+}
