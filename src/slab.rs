@@ -52,10 +52,6 @@ impl<T> Slab<T> {
         self.len
     }
 
-    pub(crate) fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     pub(crate) fn is_full(&self) -> bool {
         self.len >= self.capacity
     }
@@ -126,10 +122,6 @@ impl<T> Slab<T> {
                 )
             })
         })
-    }
-
-    pub(crate) fn keys(&self) -> Vec<Key> {
-        self.iter().map(|(k, _)| k).collect()
     }
 }
 

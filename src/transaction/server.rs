@@ -116,11 +116,6 @@ impl ServerTx {
         self.status >= 200
     }
 
-    /// The cached bytes of the last response sent.
-    pub(crate) fn last_response(&self) -> &[u8] {
-        &self.response
-    }
-
     /// Records that `bytes` (a response with `status`) is being sent and moves the state
     /// machine. The caller queues the bytes only on `Ok`.
     pub(crate) fn respond(
@@ -299,7 +294,7 @@ mod tests {
         let t = Timers::default();
         let mut tx = ServerTx::invite(at(0), false, Duration::from_secs(200));
         tx.respond(at(0), &t, 503, b"503").unwrap();
-        let mut now = at(0);
+        let mut now;
         loop {
             now = tx.next_wake().unwrap();
             match tx.on_timer(now, &t) {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+mod toml;
+
 use crate::route::{NumberPlan, RouteEntry, RoutingTable, Target};
 use crate::transaction::Timers;
 use crate::wire;
