@@ -31,7 +31,8 @@ pub enum ParseErrorKind {
     /// The status code is not three digits in 100..=699.
     #[error("bad status code")]
     BadStatusCode,
-    /// The Request-URI is malformed (no scheme, enclosed in `<>`, embedded whitespace).
+    /// The Request-URI is malformed (no scheme, enclosed in `<>`, embedded whitespace, or
+    /// a `sip:`/`sips:` URI carrying `?headers`).
     #[error("bad Request-URI")]
     BadRequestUri,
     /// A header line has no colon or an invalid name.
@@ -195,5 +196,81 @@ pub struct ParseError {
 impl ParseError {
     pub(crate) fn new(kind: ParseErrorKind, offset: usize) -> Self {
         ParseError { kind, offset }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [ParseErrorKind; 21] = [
+        ParseErrorKind::Empty,
+        ParseErrorKind::TooLarge,
+        ParseErrorKind::Truncated,
+        ParseErrorKind::BodyTooShort,
+        ParseErrorKind::MissingContentLength,
+        ParseErrorKind::BadStartLine,
+        ParseErrorKind::BadVersion,
+        ParseErrorKind::BadStatusCode,
+        ParseErrorKind::BadRequestUri,
+        ParseErrorKind::BadHeaderLine,
+        ParseErrorKind::MissingHeader(HeaderName::Via),
+        ParseErrorKind::DuplicateHeader(HeaderName::CSeq),
+        ParseErrorKind::BadVia,
+        ParseErrorKind::BadCSeq,
+        ParseErrorKind::CSeqMethodMismatch,
+        ParseErrorKind::BadCallId,
+        ParseErrorKind::BadNameAddr,
+        ParseErrorKind::BadMaxForwards,
+        ParseErrorKind::BadContentLength,
+        ParseErrorKind::TooManyHeaders,
+        ParseErrorKind::TooManyVias,
+    ];
+
+    #[test]
+    fn every_kind_has_its_own_label_slot() {
+        for (i, k) in ALL.iter().enumerate() {
+            assert_eq!(k.index(), i, "{k:?}");
+            assert_eq!(k.label(), ParseErrorKind::LABELS[i]);
+        }
+        assert_eq!(
+            ParseErrorKind::MissingHeader(HeaderName::To).label(),
+            "missing_header"
+        );
+    }
+
+    #[test]
+    fn status_and_reason_phrase_fit_the_fault() {
+        for k in ALL {
+            let want = match k {
+                ParseErrorKind::TooLarge => 513,
+                ParseErrorKind::BadVersion => 505,
+                _ => 400,
+            };
+            assert_eq!(k.status(), want, "{k:?}");
+            let reason = k.reason_phrase();
+            assert!(
+                !reason.is_empty() && !reason.contains(['\r', '\n']),
+                "{k:?}"
+            );
+        }
+        assert_eq!(
+            ParseErrorKind::MissingHeader(HeaderName::CallId).reason_phrase(),
+            "Bad Request - Missing Call-ID"
+        );
+        assert_eq!(
+            ParseErrorKind::DuplicateHeader(HeaderName::ContentLength).reason_phrase(),
+            "Bad Request - Duplicate Content-Length"
+        );
+        assert_eq!(
+            ParseErrorKind::MissingHeader(HeaderName::Contact).reason_phrase(),
+            "Bad Request - Missing Header"
+        );
+    }
+
+    #[test]
+    fn an_error_displays_kind_and_offset() {
+        let e = ParseError::new(ParseErrorKind::BadVia, 42);
+        assert_eq!(e.to_string(), "bad Via at byte 42");
     }
 }

@@ -240,7 +240,9 @@ impl<'a> Lines<'a> {
         match buf[pos] {
             b'\n' => return Line::End { body: pos + 1 },
             b'\r' if pos + 1 < len && buf[pos + 1] == b'\n' => return Line::End { body: pos + 2 },
-            b'\r' => return Line::Truncated,
+            b'\r' if pos + 1 == len => return Line::Truncated,
+            // A CR that ends no line starts no header either.
+            b'\r' => return Line::Malformed { at: pos },
             // A continuation line is consumed by the line it continues; one here has no
             // header to continue.
             b' ' | b'\t' => return Line::Malformed { at: pos },
@@ -265,7 +267,7 @@ impl<'a> Lines<'a> {
         // A fold, not an early exit: branch-free over the name. A line end inside the
         // name (a line without a colon) fails here too.
         let token = rest[..n].iter().fold(true, |ok, &c| ok & is_token(c));
-        if n == 0 || !token {
+        if n == 0 || n > MAX_NAME || !token {
             return Line::Malformed { at: pos };
         }
         let Some(mut lf) = swar::find_byte(buf, colon + 1, b'\n') else {
@@ -495,5 +497,321 @@ impl Iterator for Params<'_> {
                 value: None,
             }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header line at `pos`, which must be one.
+    fn header_at(buf: &[u8], pos: usize) -> (RawHeader, usize) {
+        let mut lines = Lines::new(buf, pos);
+        match lines.next_line() {
+            Line::Header(h) => (h, lines.pos()),
+            other => panic!("expected a header, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn classify_knows_every_long_name_in_any_case() {
+        use HeaderName::*;
+        let names: [(&[u8], HeaderName); 21] = [
+            (b"Via", Via),
+            (b"From", From),
+            (b"To", To),
+            (b"Call-ID", CallId),
+            (b"CSeq", CSeq),
+            (b"Max-Forwards", MaxForwards),
+            (b"Content-Length", ContentLength),
+            (b"Content-Type", ContentType),
+            (b"Content-Encoding", ContentEncoding),
+            (b"Contact", Contact),
+            (b"Route", Route),
+            (b"Record-Route", RecordRoute),
+            (b"Supported", Supported),
+            (b"Subject", Subject),
+            (b"Event", Event),
+            (b"Refer-To", ReferTo),
+            (b"Allow-Events", AllowEvents),
+            (b"Timestamp", Timestamp),
+            (b"Retry-After", RetryAfter),
+            (b"Require", Require),
+            (b"Proxy-Require", ProxyRequire),
+        ];
+        for (name, kind) in names {
+            assert_eq!(HeaderName::classify(name), kind, "{name:?}");
+            assert_eq!(HeaderName::classify(&name.to_ascii_uppercase()), kind);
+            assert_eq!(HeaderName::classify(&name.to_ascii_lowercase()), kind);
+        }
+        assert_eq!(HeaderName::classify(b"MaX-fOrWaRdS"), MaxForwards);
+        assert_eq!(HeaderName::classify(b"cAlL-iD"), CallId);
+    }
+
+    #[test]
+    fn classify_knows_every_compact_form_in_both_cases() {
+        use HeaderName::*;
+        let compact = [
+            (b'v', Via),
+            (b'f', From),
+            (b't', To),
+            (b'i', CallId),
+            (b'm', Contact),
+            (b'l', ContentLength),
+            (b'c', ContentType),
+            (b'e', ContentEncoding),
+            (b'k', Supported),
+            (b's', Subject),
+            (b'o', Event),
+            (b'r', ReferTo),
+            (b'u', AllowEvents),
+        ];
+        for (c, kind) in compact {
+            assert_eq!(HeaderName::classify(&[c]), kind, "{}", c as char);
+            assert_eq!(HeaderName::classify(&[c.to_ascii_uppercase()]), kind);
+        }
+        // Compact forms this enum has no variant for stay Other, never a wrong guess.
+        for c in [b'x', b'y', b'n', b'a', b'b', b'd', b'j', b'1', b'-'] {
+            assert_eq!(HeaderName::classify(&[c]), Other, "{}", c as char);
+        }
+    }
+
+    #[test]
+    fn classify_rejects_near_misses() {
+        for name in [
+            &b"Vias"[..],
+            b"Vi",
+            b"Fro",
+            b"Tos",
+            b"Call-IDs",
+            b"Call_ID",
+            b"Content-Lengths",
+            b"Content-Lengt",
+            b"Content-Lenxth",
+            b"Max-Forwardz",
+            b"Record-Routes",
+            b"Contentlength",
+            b"Timestamps",
+            b"Proxy-Requirex",
+            b"Content-Encodinx",
+            b"",
+            b"C%6Fntact",
+        ] {
+            assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn next_line_reads_name_colon_line_and_trimmed_value() {
+        let buf = b"X\r\nVia  :   SIP/2.0/UDP h  \r\nTo: t\r\n\r\n";
+        let (h, next) = header_at(buf, 3);
+        assert_eq!(h.name.of(buf), b"Via");
+        assert_eq!(h.kind, HeaderName::Via);
+        assert_eq!(buf[h.colon as usize], b':');
+        assert_eq!(h.line.of(buf), b"Via  :   SIP/2.0/UDP h  \r\n");
+        assert_eq!(h.value(buf).of(buf), b"SIP/2.0/UDP h");
+        assert_eq!(next, 29);
+        let (h, _) = header_at(buf, next);
+        assert_eq!(h.kind, HeaderName::To);
+    }
+
+    #[test]
+    fn hcolon_allows_tabs_and_spaces_before_the_colon_but_not_inside_the_name() {
+        let buf = b"v\t \t: x\r\n\r\n";
+        let (h, _) = header_at(buf, 0);
+        assert_eq!(h.name.of(buf), b"v");
+        assert_eq!(h.kind, HeaderName::Via);
+        let buf = b"Max Forwards: 70\r\n\r\n";
+        assert!(matches!(
+            Lines::new(buf, 0).next_line(),
+            Line::Malformed { at: 0 }
+        ));
+    }
+
+    #[test]
+    fn folded_lines_belong_to_the_header_they_continue() {
+        let buf = b"Subject: a\r\n  b\r\n\tc\r\nTo: t\r\n\r\n";
+        let (h, next) = header_at(buf, 0);
+        assert_eq!(h.line.of(buf), b"Subject: a\r\n  b\r\n\tc\r\n");
+        assert_eq!(h.value(buf).of(buf), b"a\r\n  b\r\n\tc");
+        let (h, _) = header_at(buf, next);
+        assert_eq!(h.name.of(buf), b"To");
+    }
+
+    #[test]
+    fn an_empty_value_may_be_folded_onto_the_next_line() {
+        // RFC 4475 wsinv: `TO :` CRLF SP `sip:...`.
+        let buf = b"TO :\r\n sip:v@h ;tag=1\r\n\r\n";
+        let (h, _) = header_at(buf, 0);
+        assert_eq!(h.kind, HeaderName::To);
+        assert_eq!(h.value(buf).of(buf), b"sip:v@h ;tag=1");
+    }
+
+    #[test]
+    fn lf_only_line_ends_are_line_ends() {
+        let buf = b"Via: a\nTo: b\n c\n\nbody";
+        let (h, next) = header_at(buf, 0);
+        assert_eq!(h.line.of(buf), b"Via: a\n");
+        let (h, next) = header_at(buf, next);
+        assert_eq!(h.line.of(buf), b"To: b\n c\n");
+        assert_eq!(h.value(buf).of(buf), b"b\n c");
+        assert!(matches!(
+            Lines::new(buf, next).next_line(),
+            Line::End { body: 17 }
+        ));
+    }
+
+    #[test]
+    fn the_empty_line_ends_headers_with_crlf_or_lf() {
+        assert!(matches!(
+            Lines::new(b"\r\nxy", 0).next_line(),
+            Line::End { body: 2 }
+        ));
+        assert!(matches!(
+            Lines::new(b"\nxy", 0).next_line(),
+            Line::End { body: 1 }
+        ));
+        assert!(matches!(
+            Lines::new(b"ab\r\n", 2).next_line(),
+            Line::End { body: 4 }
+        ));
+    }
+
+    #[test]
+    fn input_that_ends_inside_the_headers_is_truncated() {
+        for buf in [
+            &b""[..],
+            b"\r",
+            b"Via: a",
+            b"Via: a\r\n",
+            b"Via: a\r\n b\r\n",
+            b"Via",
+            b"Via: a\r\n ",
+        ] {
+            assert!(
+                matches!(Lines::new(buf, 0).next_line(), Line::Truncated),
+                "{buf:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_without_a_colon_or_a_valid_name_is_malformed_where_it_starts() {
+        for buf in [
+            &b"NoColonHere\r\nTo: x\r\n\r\n"[..],
+            b": no name\r\n\r\n",
+            b"Na[me]: x\r\n\r\n",
+            b"\rVia: x\r\n\r\n",
+            b" continuation: x\r\n\r\n",
+            b"\tx\r\n\r\n",
+        ] {
+            let mut lines = Lines::new(buf, 0);
+            assert!(
+                matches!(lines.next_line(), Line::Malformed { at: 0 }),
+                "{buf:?}"
+            );
+            // The position stays so the caller can step over the line.
+            assert_eq!(lines.pos(), 0);
+            assert!(lines.skip_line());
+            assert_eq!(lines.pos(), memchr::memchr(b'\n', buf).unwrap() + 1);
+        }
+        let mut lines = Lines::new(b"junk", 0);
+        assert!(!lines.skip_line());
+    }
+
+    #[test]
+    fn header_names_longer_than_the_cap_are_malformed_not_searched_forever() {
+        let mut buf = vec![b'X'; MAX_NAME + 100];
+        buf.extend_from_slice(b": v\r\n\r\n");
+        assert!(matches!(
+            Lines::new(&buf, 0).next_line(),
+            Line::Malformed { at: 0 }
+        ));
+        let mut long = vec![b'X'; MAX_NAME + 1];
+        long.extend_from_slice(b" : v\r\n\r\n");
+        assert!(matches!(
+            Lines::new(&long, 0).next_line(),
+            Line::Malformed { at: 0 }
+        ));
+        let mut ok = vec![b'X'; MAX_NAME];
+        ok.extend_from_slice(b"  : v\r\n\r\n");
+        assert!(matches!(Lines::new(&ok, 0).next_line(), Line::Header(_)));
+    }
+
+    #[test]
+    fn element_end_splits_on_commas_outside_quotes_and_angle_brackets() {
+        let v = br#""a, b" <sip:x;p=1,2>;q="c,d", next"#;
+        let e = element_end(v, 0, v.len());
+        assert_eq!(&v[..e], br#""a, b" <sip:x;p=1,2>;q="c,d""#);
+        assert_eq!(element_end(b"a,b", 0, 3), 1);
+        assert_eq!(element_end(b"abc", 0, 3), 3);
+        // An unterminated quote runs to the end rather than past it.
+        assert_eq!(element_end(br#""a,b"#, 0, 4), 4);
+    }
+
+    #[test]
+    fn count_elements_counts_non_empty_values() {
+        let v = br#"SIP/2.0/UDP a;x="1,2", SIP/2.0/UDP <b,c>, ,SIP/2.0/TCP d,"#;
+        assert_eq!(count_elements(v, 0, v.len()), 3);
+        assert_eq!(count_elements(b"one", 0, 3), 1);
+        assert_eq!(count_elements(b"  ", 0, 2), 0);
+        assert_eq!(count_elements(b",,", 0, 2), 0);
+    }
+
+    #[test]
+    fn quoted_strings_honour_backslash_escapes() {
+        let v = br#""J Rosenberg \\\"" rest"#;
+        assert_eq!(quoted_end(v, 0, v.len()), 17);
+        assert!(quoted_terminated(v, 0, v.len()));
+        let open = br#""never closed \""#;
+        assert!(!quoted_terminated(open, 0, open.len()));
+        assert_eq!(quoted_end(open, 0, open.len()), open.len() - 1);
+        // A backslash as the last byte does not step past the end.
+        assert!(!quoted_terminated(b"\"\\", 0, 2));
+    }
+
+    #[test]
+    fn params_yield_names_values_and_where_they_stopped() {
+        let v = br#" ; branch = z9hG4bK1 ;rport; received=[2001:db8::1] ;x="a;b",next"#;
+        let mut it = Params::new(v, 0, v.len());
+        let p: Vec<Param> = it.by_ref().map(|p| p.unwrap()).collect();
+        let text = |s: Span| &v[s.range()];
+        assert_eq!(p.len(), 4);
+        assert_eq!(text(p[0].name), b"branch");
+        assert_eq!(text(p[0].value.unwrap()), b"z9hG4bK1");
+        assert_eq!(text(p[0].whole), b"branch = z9hG4bK1");
+        assert_eq!(text(p[1].name), b"rport");
+        assert!(p[1].value.is_none());
+        assert_eq!(text(p[2].value.unwrap()), b"[2001:db8::1]");
+        assert_eq!(text(p[3].value.unwrap()), br#""a;b""#);
+        assert_eq!(&v[it.pos()..], b",next");
+    }
+
+    #[test]
+    fn params_report_the_offset_of_a_bad_parameter() {
+        let v = b";a=1;;b";
+        let got: Vec<_> = Params::new(v, 0, v.len()).collect();
+        assert!(matches!(got[..], [Ok(_), Err(5)]));
+        let v = b";a=\"open";
+        assert!(matches!(Params::new(v, 0, v.len()).next(), Some(Err(3))));
+        let v = b";a=[open";
+        assert!(matches!(Params::new(v, 0, v.len()).next(), Some(Err(3))));
+        // An empty value is a value.
+        let v = b";tag=";
+        let p = Params::new(v, 0, v.len()).next().unwrap().unwrap();
+        assert_eq!(p.value.map(Span::len), Some(0));
+    }
+
+    #[test]
+    fn headers_iterator_yields_every_header_in_order_with_trimmed_values() {
+        let buf = b"Via: a\r\nX-Unknown:  keep ;;,, me \r\nv:b\r\n folded\r\n\r\nbody";
+        let got: Vec<_> = Headers::new(buf, 0).collect();
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[1].name, b"X-Unknown");
+        assert_eq!(got[1].kind, HeaderName::Other);
+        assert_eq!(got[1].value, b"keep ;;,, me");
+        assert_eq!(got[2].name, b"v");
+        assert_eq!(got[2].kind, HeaderName::Via);
+        assert_eq!(got[2].value, b"b\r\n folded");
     }
 }

@@ -152,3 +152,124 @@ pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseEr
         lines.pos(),
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::scan::scan;
+
+    const REQ: &[u8] = b"BYE sip:b@example.net SIP/2.0\r\n\
+        v: SIP/2.0/TLS [2001:db8::1]:5061;branch=z9hG4bKbye1\r\n\
+        Via: SIP/2.0/UDP second.example;branch=z9hG4bK2\r\n\
+        i: call-1@example.net\r\n\
+        CSeq: 2 BYE\r\n\
+        From: <sip:a@example.net>;tag=f\r\n\
+        To: <sip:b@example.net>;tag=t\r\n\
+        Max-Forwards: 70\r\n\
+        Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn keys_equal_what_the_full_scan_finds() {
+        let k = scan_keys(REQ, &Limits::default()).unwrap();
+        let m = scan(REQ, &Limits::default()).unwrap();
+        assert_eq!(k.method(), m.method());
+        assert_eq!(k.status(), None);
+        assert_eq!(k.branch(), m.branch());
+        assert_eq!(k.branch(), Some(&b"z9hG4bKbye1"[..]));
+        assert_eq!(k.sent_by_host(), m.top_via().host);
+        assert_eq!(k.sent_by_host(), b"[2001:db8::1]");
+        assert_eq!(k.sent_by_port(), Some(5061));
+        assert_eq!(k.transport(), Transport::Tls);
+        assert_eq!(k.call_id(), m.call_id());
+        assert_eq!(k.cseq_number(), 2);
+        assert_eq!(k.cseq_method(), Method::Bye);
+    }
+
+    #[test]
+    fn keys_stop_reading_once_found() {
+        // Everything after CSeq is beyond the lean scan: even a broken line.
+        let mut buf = REQ[..REQ.len() - 2].to_vec();
+        buf.extend_from_slice(b"this line has no colon\r\n\r\n");
+        assert!(scan_keys(&buf, &Limits::default()).is_ok());
+        assert_eq!(
+            scan(&buf, &Limits::default()).unwrap_err().kind,
+            K::BadHeaderLine
+        );
+    }
+
+    #[test]
+    fn responses_give_their_status() {
+        let buf = b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKr\r\n\
+            Call-ID: x\r\nCSeq: 7 INVITE\r\n\r\n";
+        let k = scan_keys(buf, &Limits::default()).unwrap();
+        assert_eq!(k.status(), Some(486));
+        assert_eq!(k.method(), None);
+        assert_eq!(k.cseq_method(), Method::Invite);
+        assert_eq!(k.sent_by_port(), None);
+    }
+
+    #[test]
+    fn errors_are_reported_against_the_callers_buffer() {
+        let l = Limits::default();
+        assert_eq!(
+            scan_keys(b"\r\n\n", &l).unwrap_err(),
+            ParseError::new(K::Empty, 0)
+        );
+        let small = Limits {
+            max_message_len: 10,
+            ..l
+        };
+        assert_eq!(
+            scan_keys(REQ, &small).unwrap_err(),
+            ParseError::new(K::TooLarge, 10)
+        );
+        let mut buf = b"\r\n".to_vec();
+        buf.extend_from_slice(b"BYE sip:b SIP/2.0\r\nCSeq: x BYE\r\n\r\n");
+        assert_eq!(
+            scan_keys(&buf, &l).unwrap_err(),
+            ParseError::new(K::BadCSeq, 27)
+        );
+        let no_via = b"BYE sip:b SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(
+            scan_keys(no_via, &l).unwrap_err(),
+            ParseError::new(K::MissingHeader(HeaderName::Via), 44)
+        );
+        let no_call_id = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(
+            scan_keys(no_call_id, &l).unwrap_err().kind,
+            K::MissingHeader(HeaderName::CallId)
+        );
+        let empty_call_id = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\ni:\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(scan_keys(empty_call_id, &l).unwrap_err().kind, K::BadCallId);
+        let bad_via = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n";
+        assert_eq!(scan_keys(bad_via, &l).unwrap_err().kind, K::BadVia);
+        let truncated = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n";
+        assert_eq!(
+            scan_keys(truncated, &l).unwrap_err(),
+            ParseError::new(K::Truncated, truncated.len())
+        );
+        let malformed = b"BYE sip:b SIP/2.0\r\n junk\r\n\r\n";
+        assert_eq!(
+            scan_keys(malformed, &l).unwrap_err(),
+            ParseError::new(K::BadHeaderLine, 19)
+        );
+        assert_eq!(
+            scan_keys(b"BYE  sip:b SIP/2.0\r\n\r\n", &l)
+                .unwrap_err()
+                .kind,
+            K::BadStartLine
+        );
+    }
+
+    #[test]
+    fn the_header_limit_bounds_the_lean_scan_too() {
+        let few = Limits {
+            max_headers: 2,
+            ..Limits::default()
+        };
+        assert_eq!(
+            scan_keys(REQ, &few).unwrap_err().kind,
+            K::MissingHeader(HeaderName::CallId)
+        );
+    }
+}

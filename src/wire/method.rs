@@ -87,3 +87,42 @@ impl fmt::Display for Method<'_> {
         f.write_str(&String::from_utf8_lossy(self.as_bytes()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_methods_round_trip_and_are_case_sensitive() {
+        for m in [
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Options,
+            Method::Register,
+            Method::Prack,
+            Method::Update,
+            Method::Info,
+            Method::Subscribe,
+            Method::Notify,
+            Method::Refer,
+            Method::Message,
+            Method::Publish,
+        ] {
+            assert_eq!(Method::parse(m.as_bytes()), m);
+            assert_ne!(Method::parse(&m.as_bytes().to_ascii_lowercase()), m);
+        }
+        assert_eq!(Method::parse(b"invite"), Method::Extension(b"invite"));
+    }
+
+    #[test]
+    fn anything_else_is_an_extension_kept_as_written() {
+        // RFC 4475 §3.1.1.5: `RE%47IST%45R` is not REGISTER.
+        let m = Method::parse(b"RE%47IST%45R");
+        assert_eq!(m, Method::Extension(b"RE%47IST%45R"));
+        assert_eq!(m.as_bytes(), b"RE%47IST%45R");
+        assert_eq!(m.to_string(), "RE%47IST%45R");
+        assert_eq!(Method::Invite.to_string(), "INVITE");
+    }
+}

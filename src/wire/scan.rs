@@ -140,7 +140,8 @@ pub(crate) enum StartLine {
 ///
 /// Guarantees of a successfully scanned message: Via, From, To, Call-ID and CSeq are
 /// present; single-value headers appear once; a request's CSeq method equals its method;
-/// the body is exactly Content-Length bytes when Content-Length is present.
+/// a From or To tag, when present, is not empty; the body is exactly Content-Length bytes
+/// when Content-Length is present.
 #[derive(Clone, Copy, Debug)]
 pub struct Message<'a> {
     buf: &'a [u8],
@@ -206,9 +207,12 @@ pub struct Via<'a> {
 }
 
 impl Via<'_> {
-    /// Whether the branch starts with the RFC 3261 magic cookie `z9hG4bK`.
+    /// Whether the branch is an RFC 3261 transaction identifier: the magic cookie `z9hG4bK`
+    /// followed by at least one more character. A bare cookie identifies no transaction
+    /// (RFC 4475 §3.2.1), so it counts as no cookie.
     pub fn has_magic_cookie(&self) -> bool {
-        self.branch.is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+        self.branch
+            .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
 
     /// Whether the upstream announced RFC 7339 overload-control support.
@@ -317,10 +321,18 @@ impl<'a> Message<'a> {
             oc_seq: None,
         };
         if v.oc {
-            // Parameters start after sent-by; the scanner validated them already.
-            let from = v.host.end() + v.port.map_or(0, |_| 1);
-            let from = from + b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
-            for p in Params::new(b, from, v.value.end()).flatten() {
+            // Parameters start after sent-by (`host [COLON port]`, LWS allowed around the
+            // colon); the scanner validated them already.
+            let end = v.value.end();
+            let mut from = skip_lws(b, v.host.end(), end);
+            if v.port.is_some() && from < end && b[from] == b':' {
+                from = skip_lws(b, from + 1, end);
+                from += b[from..end]
+                    .iter()
+                    .take_while(|c| c.is_ascii_digit())
+                    .count();
+            }
+            for p in Params::new(b, from, end).flatten() {
                 let name = p.name.of(b);
                 let value = p
                     .value
@@ -431,7 +443,7 @@ impl<'a> Message<'a> {
         Some(FirstValue {
             line,
             value: first,
-            next: (e < value.end()).then(|| skip_lws(self.buf, e + 1, value.end()) as u32),
+            next: next_element(self.buf, e, value.end()),
         })
     }
 
@@ -571,7 +583,7 @@ fn scan_from<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, ParseErr
                     m.top_via_line = FirstValue {
                         line: h.line,
                         value: via.value,
-                        next: (elem_end < ve).then(|| skip_lws(buf, elem_end + 1, ve) as u32),
+                        next: next_element(buf, elem_end, ve),
                     };
                     vias = 1 + if elem_end < ve {
                         count_elements(buf, elem_end + 1, ve)
@@ -674,10 +686,30 @@ fn scan_from<'a>(buf: &'a [u8], limits: &Limits) -> Result<Message<'a>, ParseErr
     Ok(m)
 }
 
+/// Where the next non-empty element of a comma-separated value starts, given the index of
+/// the comma (or `end`) that ends the current one; `None` when only empty elements and
+/// whitespace follow, so that removing the current element removes the whole line.
+pub(crate) fn next_element(buf: &[u8], comma: usize, end: usize) -> Option<u32> {
+    let mut i = comma;
+    while i < end && (buf[i] == b',' || is_lws(buf[i])) {
+        i += 1;
+    }
+    (i < end).then_some(i as u32)
+}
+
 /// Parses a run of ASCII digits into a `u32`; `None` if empty, not all digits, or too
-/// large.
+/// large. Leading zeros are allowed in any number (`1*DIGIT`, RFC 3261 §25.1).
 pub(crate) fn parse_decimal(s: &[u8]) -> Option<u32> {
-    if s.is_empty() || s.len() > 10 {
+    if s.is_empty() {
+        return None;
+    }
+    let s = if s.len() > 10 {
+        let zeros = s.iter().take_while(|&&c| c == b'0').count();
+        &s[zeros.min(s.len() - 1)..]
+    } else {
+        s
+    };
+    if s.len() > 10 {
         return None;
     }
     let mut n: u64 = 0;
@@ -731,23 +763,26 @@ pub(crate) fn parse_start_line(buf: &[u8]) -> Result<(StartLine, usize), ParseEr
         ));
     }
     // Request-Line = Method SP Request-URI SP SIP-Version: exactly one SP between the
-    // three parts and none at the end (RFC 4475 §3.1.2.7, §3.1.2.8).
+    // three parts and none at the end (RFC 4475 §3.1.2.9, §3.1.2.10). The version is what
+    // follows the last SP, so whitespace left between the first and the last is inside the
+    // Request-URI (§3.1.2.8) unless it borders one of the separators.
     let ms = 0;
     let me = line.iter().take_while(|&&c| is_token(c)).count();
     if me == 0 || me >= end || line[me] != b' ' {
         return err(K::BadStartLine, me);
     }
     let us = me + 1;
-    let Some(ue) = memchr::memchr(b' ', &line[us..]).map(|i| us + i) else {
-        return err(K::BadStartLine, end);
+    let ue = match memchr::memrchr(b' ', line) {
+        Some(ue) if ue > us => ue,
+        _ => return err(K::BadStartLine, end),
     };
     let uri = &line[us..ue];
-    if uri.is_empty() {
+    if uri[0] == b' ' {
         return err(K::BadStartLine, us);
     }
     let vs = ue + 1;
     let version = &line[vs..];
-    if version.is_empty() || version[0] == b' ' || version.last() == Some(&b' ') {
+    if version.is_empty() || uri[uri.len() - 1] == b' ' {
         return err(K::BadStartLine, vs);
     }
     if !version.eq_ignore_ascii_case(b"SIP/2.0") {
@@ -770,21 +805,35 @@ pub(crate) fn parse_start_line(buf: &[u8]) -> Result<(StartLine, usize), ParseEr
 }
 
 /// An absolute URI: `scheme ":" rest`, scheme starting with a letter, no whitespace or
-/// control bytes, not wrapped in `<>`.
+/// control bytes, not wrapped in `<>`; a `sip:`/`sips:` URI without `?headers`, which RFC
+/// 3261 §19.1.1 (Table 1) forbids in a Request-URI and a proxy must not forward there
+/// (RFC 4475 §3.1.2.11).
 fn valid_request_uri(uri: &[u8]) -> bool {
     let Some(colon) = memchr::memchr(b':', uri) else {
         return false;
     };
     let scheme = &uri[..colon];
-    !scheme.is_empty()
+    // One branch-free pass for both the forbidden bytes and any `?`.
+    let (bad, question) = uri.iter().fold((false, false), |(bad, q), &c| {
+        (bad | (c <= 0x20) | (c == 0x7f), q | (c == b'?'))
+    });
+    let valid = !scheme.is_empty()
         && scheme[0].is_ascii_alphabetic()
         && scheme
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
         && colon + 1 < uri.len()
-        && !uri
-            .iter()
-            .fold(false, |bad, &c| bad | (c <= 0x20) | (c == 0x7f))
+        && !bad;
+    if !valid
+        || !question
+        || !(scheme.eq_ignore_ascii_case(b"sip") || scheme.eq_ignore_ascii_case(b"sips"))
+    {
+        return valid;
+    }
+    // The user part may hold `?` (RFC 3261 `user-unreserved`); it ends at the only `@`.
+    let rest = &uri[colon + 1..];
+    let host = memchr::memchr(b'@', rest).map_or(rest, |at| &rest[at + 1..]);
+    memchr::memchr(b'?', host).is_none()
 }
 
 /// Parses the first value of a Via header in `buf[start..end]`. Returns its spans and
@@ -954,7 +1003,12 @@ pub(crate) fn parse_name_addr(
     for p in params.by_ref() {
         let p = p?;
         if p.name.of(buf).eq_ignore_ascii_case(b"tag") {
-            tag = p.value.filter(|v| !v.is_empty());
+            // `tag = "tag" EQUAL token`: an empty or missing value is no tag to match on,
+            // and one we could not add ours beside.
+            match p.value {
+                Some(v) if !v.is_empty() => tag = Some(v),
+                _ => return Err(p.name.start()),
+            }
         }
     }
     if params.pos() < end {
@@ -1012,4 +1066,691 @@ pub(crate) fn parse_cseq(buf: &[u8], start: usize, end: usize) -> Result<(u32, S
         return Err(me);
     }
     Ok((n, Span::new(ms, me)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_message_len: 16 * 1024,
+        max_headers: 128,
+        max_vias: 70,
+    };
+
+    /// A minimal valid INVITE whose header lines are `lines` (CRLF added).
+    fn invite(lines: &[&str]) -> Vec<u8> {
+        let mut m = b"INVITE sip:+15551230000@example.net SIP/2.0\r\n".to_vec();
+        for l in lines {
+            m.extend_from_slice(l.as_bytes());
+            m.extend_from_slice(b"\r\n");
+        }
+        m.extend_from_slice(b"\r\n");
+        m
+    }
+
+    const BASE: [&str; 6] = [
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776",
+        "Max-Forwards: 70",
+        "From: <sip:+15559870000@carrier.example>;tag=1928",
+        "To: <sip:+15551230000@example.net>",
+        "Call-ID: a84b4c76e66710",
+        "CSeq: 314159 INVITE",
+    ];
+
+    /// BASE with line `i` replaced by `line`.
+    fn with(i: usize, line: &str) -> Vec<u8> {
+        let mut lines = BASE.to_vec();
+        lines[i] = line;
+        invite(&lines)
+    }
+
+    fn fail(buf: &[u8]) -> ParseError {
+        scan(buf, &LIMITS).expect_err("scan must reject")
+    }
+
+    fn at(buf: &[u8], needle: &str) -> usize {
+        let n = needle.as_bytes();
+        buf.windows(n.len()).position(|w| w == n).expect("needle")
+    }
+
+    #[test]
+    fn a_plain_request_yields_every_key() {
+        let buf = invite(&BASE);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert!(m.is_request());
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(m.request_uri(), Some(&b"sip:+15551230000@example.net"[..]));
+        assert_eq!(m.request_user(), Some(&b"+15551230000"[..]));
+        let via = m.top_via();
+        assert_eq!(via.transport_kind(), Transport::Udp);
+        assert_eq!(via.host, b"192.0.2.1");
+        assert_eq!(via.port, Some(5060));
+        assert_eq!(via.branch, Some(&b"z9hG4bK776"[..]));
+        assert_eq!(m.via_count(), 1);
+        assert_eq!(m.max_forwards(), Some(70));
+        assert_eq!(m.from_tag(), Some(&b"1928"[..]));
+        assert_eq!(m.to_tag(), None);
+        assert_eq!(m.calling(), Some(&b"+15559870000"[..]));
+        assert_eq!(m.call_id(), b"a84b4c76e66710");
+        assert_eq!(m.cseq().number, 314159);
+        assert_eq!(m.cseq().method, Method::Invite);
+        assert_eq!(m.content_length(), None);
+        assert_eq!(m.body(), b"");
+        assert_eq!(m.header_count(), 6);
+        assert_eq!(m.status(), None);
+        assert_eq!(m.reason(), None);
+    }
+
+    #[test]
+    fn a_response_yields_status_and_reason() {
+        let buf = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\
+            From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\n\
+            Content-Length: 0\r\n\r\n";
+        let m = scan(buf, &LIMITS).unwrap();
+        assert!(!m.is_request());
+        assert_eq!(m.status(), Some(180));
+        assert_eq!(m.reason(), Some(&b"Ringing"[..]));
+        assert_eq!(m.method(), None);
+        assert_eq!(m.request_uri(), None);
+        assert_eq!(m.request_user(), None);
+        assert_eq!(m.to_tag(), Some(&b"2"[..]));
+        assert!(m.top_via().transport_kind().is_reliable());
+    }
+
+    #[test]
+    fn leading_line_ends_are_skipped_and_offsets_stay_on_the_callers_buffer() {
+        let mut buf = b"\r\n\r\n\n".to_vec();
+        buf.extend_from_slice(&invite(&BASE));
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert!(m.as_bytes().starts_with(b"INVITE "));
+        let mut bad = b"\r\n".to_vec();
+        bad.extend_from_slice(&with(5, "CSeq: x INVITE"));
+        assert_eq!(fail(&bad).offset, at(&bad, "x INVITE"));
+    }
+
+    #[test]
+    fn content_length_bounds_the_body_and_trailing_bytes_are_not_the_message() {
+        let mut lines = BASE.to_vec();
+        lines.push("l: 5");
+        let mut buf = invite(&lines);
+        buf.extend_from_slice(b"hellotrailing junk");
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.content_length(), Some(5));
+        assert_eq!(m.body(), b"hello");
+        assert!(m.as_bytes().ends_with(b"\r\n\r\nhello"));
+    }
+
+    #[test]
+    fn without_content_length_the_body_is_the_rest_of_the_input() {
+        let mut buf = invite(&BASE);
+        buf.extend_from_slice(b"v=0\r\n");
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.content_length(), None);
+        assert_eq!(m.body(), b"v=0\r\n");
+    }
+
+    #[test]
+    fn every_parse_error_kind_is_reported_with_its_offset() {
+        use HeaderName as H;
+        // (input, kind, offset)
+        let cases: Vec<(Vec<u8>, K, usize)> = {
+            let mut v = Vec::new();
+            let b = with(5, "CSeq: 2147483648 INVITE");
+            v.push((b.clone(), K::BadCSeq, at(&b, "2147483648")));
+            let b = with(5, "CSeq: 1 INVITE x");
+            v.push((b.clone(), K::BadCSeq, at(&b, " x")));
+            let b = with(5, "CSeq: 1 BYE");
+            v.push((b.clone(), K::CSeqMethodMismatch, at(&b, "BYE")));
+            let b = with(4, "Call-ID: a b");
+            v.push((b.clone(), K::BadCallId, at(&b, "a b")));
+            // An empty value is reported where the value would have ended.
+            let b = with(4, "Call-ID:");
+            v.push((b.clone(), K::BadCallId, at(&b, "CSeq")));
+            let b = with(1, "Max-Forwards: 256");
+            v.push((b.clone(), K::BadMaxForwards, at(&b, "256")));
+            let b = with(1, "Max-Forwards: -1");
+            v.push((b.clone(), K::BadMaxForwards, at(&b, "-1")));
+            let b = with(1, "Content-Length: -999");
+            v.push((b.clone(), K::BadContentLength, at(&b, "-999")));
+            let b = with(1, "Content-Length: 12345678901");
+            v.push((b.clone(), K::BadContentLength, at(&b, "12345678901")));
+            let b = with(3, "To: \"open <sip:a@b>");
+            v.push((b.clone(), K::BadNameAddr, at(&b, "\"open")));
+            let b = with(2, "From: <sip:a@b>;tag=");
+            v.push((b.clone(), K::BadNameAddr, at(&b, "tag=")));
+            let b = with(0, "Via: SIP/2.0/UDP 192.0.2.15;;,;,,");
+            v.push((b.clone(), K::BadVia, at(&b, ";;,") + 1));
+            let b = with(0, "Via: SIP/2.0/UDP h:99999;branch=z9hG4bK1");
+            v.push((b.clone(), K::BadVia, at(&b, "99999")));
+            let b = with(0, "Via: SIP/2.0 h");
+            v.push((b.clone(), K::BadVia, at(&b, " h") + 1));
+            let b = with(2, "To: <sip:x@y>");
+            v.push((b.clone(), K::DuplicateHeader(H::To), at(&b, "To: <sip:+")));
+            let b = with(0, "f: <sip:x@y>;tag=2");
+            v.push((b.clone(), K::DuplicateHeader(H::From), at(&b, "From")));
+            let b = with(0, "i: other");
+            v.push((b.clone(), K::DuplicateHeader(H::CallId), at(&b, "Call-ID")));
+            let b = with(0, "CSeq: 1 INVITE");
+            v.push((b.clone(), K::DuplicateHeader(H::CSeq), at(&b, "CSeq: 3")));
+            let b = with(0, "Max-Forwards: 1");
+            v.push((
+                b.clone(),
+                K::DuplicateHeader(H::MaxForwards),
+                at(&b, "Max-Forwards: 70"),
+            ));
+            let mut lines = BASE.to_vec();
+            lines.push("Content-Length: 0");
+            lines.push("l: 0");
+            let b = invite(&lines);
+            v.push((
+                b.clone(),
+                K::DuplicateHeader(H::ContentLength),
+                at(&b, "l: 0"),
+            ));
+            let b = with(0, "NoColon");
+            v.push((b.clone(), K::BadHeaderLine, at(&b, "NoColon")));
+            for (i, name) in [H::Via, H::From, H::To, H::CallId, H::CSeq]
+                .into_iter()
+                .enumerate()
+            {
+                let i = [0, 2, 3, 4, 5][i];
+                let b = with(i, "X-Filler: 1");
+                v.push((b.clone(), K::MissingHeader(name), b.len()));
+            }
+            let mut lines = BASE.to_vec();
+            lines.push("Content-Length: 10");
+            let mut b = invite(&lines);
+            b.extend_from_slice(b"short");
+            v.push((b.clone(), K::BodyTooShort, b.len()));
+            let mut b = invite(&BASE);
+            b.truncate(b.len() - 2);
+            v.push((b.clone(), K::Truncated, b.len()));
+            v.push((b"\r\n\r\n".to_vec(), K::Empty, 0));
+            v.push((Vec::new(), K::Empty, 0));
+            v
+        };
+        for (buf, kind, offset) in cases {
+            let e = fail(&buf);
+            assert_eq!(
+                (e.kind, e.offset),
+                (kind, offset),
+                "{}",
+                String::from_utf8_lossy(&buf)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_bound_the_work() {
+        let buf = invite(&BASE);
+        let tight = Limits {
+            max_message_len: buf.len() - 1,
+            ..LIMITS
+        };
+        assert_eq!(
+            scan(&buf, &tight).unwrap_err(),
+            ParseError::new(K::TooLarge, buf.len() - 1)
+        );
+        // The ceiling applies whatever the configured limit says.
+        let huge = Limits {
+            max_message_len: usize::MAX,
+            ..LIMITS
+        };
+        let big = vec![b'a'; Limits::MAX_MESSAGE_LEN + 1];
+        assert_eq!(scan(&big, &huge).unwrap_err().kind, K::TooLarge);
+        let few = Limits {
+            max_headers: 5,
+            ..LIMITS
+        };
+        let e = scan(&buf, &few).unwrap_err();
+        assert_eq!((e.kind, e.offset), (K::TooManyHeaders, at(&buf, "CSeq")));
+        let vias = with(1, "Via: SIP/2.0/UDP a, SIP/2.0/UDP b");
+        let two = Limits {
+            max_vias: 2,
+            ..LIMITS
+        };
+        let e = scan(&vias, &two).unwrap_err();
+        assert_eq!(
+            (e.kind, e.offset),
+            (K::TooManyVias, at(&vias, "SIP/2.0/UDP a"))
+        );
+        assert!(
+            scan(
+                &vias,
+                &Limits {
+                    max_vias: 3,
+                    ..LIMITS
+                }
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn request_lines_need_exactly_one_space_between_three_parts() {
+        let line = |l: &str| {
+            let mut b = l.as_bytes().to_vec();
+            b.extend_from_slice(b"\r\n");
+            parse_start_line(&b)
+                .map(|_| ())
+                .map_err(|e| (e.kind, e.offset))
+        };
+        assert_eq!(line("INVITE sip:a@b SIP/2.0"), Ok(()));
+        assert_eq!(line("INVITE sip:a@b sip/2.0"), Ok(()));
+        assert_eq!(line("INVITE  sip:a@b SIP/2.0"), Err((K::BadStartLine, 7)));
+        assert_eq!(line("INVITE sip:a@b  SIP/2.0"), Err((K::BadStartLine, 16)));
+        assert_eq!(line("INVITE sip:a@b SIP/2.0 "), Err((K::BadStartLine, 23)));
+        assert_eq!(line("INVITE sip:a@b"), Err((K::BadStartLine, 14)));
+        assert_eq!(line("INVITE"), Err((K::BadStartLine, 6)));
+        assert_eq!(line("INV(TE sip:a@b SIP/2.0"), Err((K::BadStartLine, 3)));
+        assert_eq!(line(" INVITE sip:a@b SIP/2.0"), Err((K::BadStartLine, 0)));
+        assert_eq!(line("INVITE sip:a@b SIP/7.0"), Err((K::BadVersion, 15)));
+        assert_eq!(line("INVITE sip:a@b HTTP/1.1"), Err((K::BadStartLine, 15)));
+        // Whitespace that borders neither separator is inside the Request-URI.
+        assert_eq!(
+            line("INVITE sip:a@b; lr SIP/2.0"),
+            Err((K::BadRequestUri, 7))
+        );
+        assert_eq!(
+            line("INVITE sip:a@b;\tlr SIP/2.0"),
+            Err((K::BadRequestUri, 7))
+        );
+        assert_eq!(line("INVITE <sip:a@b> SIP/2.0"), Err((K::BadRequestUri, 7)));
+        assert_eq!(line("INVITE a@b SIP/2.0"), Err((K::BadRequestUri, 7)));
+        assert_eq!(line("INVITE sip: SIP/2.0"), Err((K::BadRequestUri, 7)));
+        assert_eq!(line("INVITE 1sip:a SIP/2.0"), Err((K::BadRequestUri, 7)));
+        assert_eq!(line("INVITE sip:a\x7f SIP/2.0"), Err((K::BadRequestUri, 7)));
+        assert_eq!(line("INVITE sip:a@b\0 SIP/2.0"), Err((K::BadRequestUri, 7)));
+    }
+
+    #[test]
+    fn sip_request_uris_may_not_carry_headers_but_their_user_part_may_hold_a_question_mark() {
+        let ok = |u: &str| valid_request_uri(u.as_bytes());
+        assert!(!ok("sip:user@example.com?Route=%3Csip:example.com%3E"));
+        assert!(!ok("SIPS:example.com?x=y"));
+        assert!(ok("sip:crazy?,/;;*:pass@example.com"));
+        assert!(ok("sip:user;par=u%40example.net@example.com"));
+        // Other schemes are opaque here: their fate is the router's (416), not ours.
+        assert!(ok("http://example.com/?q=1"));
+        assert!(ok("tel:+15551230000"));
+    }
+
+    #[test]
+    fn status_lines_need_a_three_digit_code_in_range() {
+        let line = |l: &[u8]| {
+            let mut b = l.to_vec();
+            b.extend_from_slice(b"\r\n");
+            parse_start_line(&b).map_err(|e| (e.kind, e.offset))
+        };
+        let Ok((StartLine::Response { code, reason }, next)) = line(b"SIP/2.0 200 OK") else {
+            panic!("valid status line");
+        };
+        assert_eq!((code, reason.range(), next), (200, 12..14, 16));
+        let Ok((StartLine::Response { code, reason }, _)) = line(b"SIP/2.0 100 ") else {
+            panic!("empty reason phrase is valid");
+        };
+        assert_eq!((code, reason.len()), (100, 0));
+        assert!(line(b"SIP/2.0 699 \xd0\xbd\xd0\xbe").is_ok());
+        assert_eq!(
+            line(b"SIP/2.0 4294967301 x").unwrap_err(),
+            (K::BadStatusCode, 8)
+        );
+        assert_eq!(line(b"SIP/2.0 099 x").unwrap_err(), (K::BadStatusCode, 8));
+        assert_eq!(line(b"SIP/2.0 700 x").unwrap_err(), (K::BadStatusCode, 8));
+        assert_eq!(line(b"SIP/2.0 20x x").unwrap_err(), (K::BadStatusCode, 8));
+        assert_eq!(line(b"SIP/2.0 20").unwrap_err(), (K::BadStatusCode, 8));
+        assert_eq!(line(b"SIP/3.0 200 OK").unwrap_err(), (K::BadVersion, 0));
+        assert_eq!(line(b"SIP/2.0").unwrap_err(), (K::BadStartLine, 7));
+        assert_eq!(
+            line(b"SIP/2.0 200 a\rb").unwrap_err(),
+            (K::BadStartLine, 12)
+        );
+        assert_eq!(
+            line(b"SIP/2.0 200 a\0b").unwrap_err(),
+            (K::BadStartLine, 12)
+        );
+        assert_eq!(
+            parse_start_line(b"SIP/2.0 200 OK").unwrap_err(),
+            ParseError::new(K::Truncated, 14)
+        );
+    }
+
+    #[test]
+    fn parse_decimal_accepts_any_number_of_leading_zeros() {
+        assert_eq!(parse_decimal(b"0"), Some(0));
+        assert_eq!(parse_decimal(b"0000"), Some(0));
+        assert_eq!(parse_decimal(b"0068"), Some(68));
+        assert_eq!(parse_decimal(b"00000000000000000150"), Some(150));
+        assert_eq!(parse_decimal(b"4294967295"), Some(u32::MAX));
+        assert_eq!(parse_decimal(b"004294967295"), Some(u32::MAX));
+        assert_eq!(parse_decimal(b"4294967296"), None);
+        assert_eq!(parse_decimal(b"10000000000"), None);
+        assert_eq!(parse_decimal(b""), None);
+        assert_eq!(parse_decimal(b"1a"), None);
+        assert_eq!(parse_decimal(b"+1"), None);
+        assert_eq!(parse_decimal(b" 1"), None);
+    }
+
+    #[test]
+    fn cseq_is_number_lws_method_with_the_number_below_two_to_the_31() {
+        let p = |s: &[u8]| parse_cseq(s, 0, s.len()).map(|(n, m)| (n, m.range()));
+        assert_eq!(p(b"0009\r\n  INVITE"), Ok((9, 8..14)));
+        assert_eq!(p(b"00000000000001 ACK"), Ok((1, 15..18)));
+        assert_eq!(p(b"2147483647 X"), Ok((2147483647, 11..12)));
+        assert_eq!(p(b"2147483648 X"), Err(0));
+        assert_eq!(p(b"36893488147419103232 REGISTER"), Err(0));
+        assert_eq!(p(b"1INVITE"), Err(1));
+        assert_eq!(p(b"1 "), Err(2));
+        assert_eq!(p(b"1 IN VITE"), Err(4));
+        assert_eq!(p(b"x INVITE"), Err(0));
+    }
+
+    #[test]
+    fn several_vias_on_one_line_with_quotes_and_brackets_are_counted_and_the_first_parsed() {
+        let buf = with(
+            0,
+            r#"v: SIP/2.0/UDP a;oc-algo="loss,rate" , SIP/2.0/TCP b;x=<p,q> , SIP/2.0/TLS c"#,
+        );
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.via_count(), 3);
+        let via = m.top_via();
+        assert_eq!(via.host, b"a");
+        assert_eq!(via.oc_algo, Some(&br#""loss,rate""#[..]));
+        assert_eq!(via.value, &br#"SIP/2.0/UDP a;oc-algo="loss,rate""#[..]);
+        let next = m.top_via_line.next.unwrap() as usize;
+        assert!(buf[next..].starts_with(b"SIP/2.0/TCP b"));
+        // Angle brackets are no part of a Via parameter value (RFC 3261 `gen-value`).
+        let bad = with(0, "Via: SIP/2.0/UDP a;x=<p,q>");
+        assert_eq!(fail(&bad).kind, K::BadVia);
+    }
+
+    #[test]
+    fn vias_across_several_headers_add_up_and_only_the_first_value_is_top() {
+        let mut lines = BASE.to_vec();
+        lines.insert(1, "Via: SIP/2.0/UDP d;branch=z9hG4bKd, SIP/2.0/UDP e");
+        lines.insert(2, "Max-Breadth: 3");
+        lines.insert(3, "VIA: SIP/2.0/UDP f");
+        let buf = invite(&lines);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.via_count(), 4);
+        assert_eq!(m.top_via().host, b"192.0.2.1");
+        assert_eq!(m.top_via_line.next, None);
+        assert_eq!(m.via_lines, 3);
+    }
+
+    #[test]
+    fn a_compact_via_on_top_is_the_top_via() {
+        let mut lines = BASE.to_vec();
+        lines.insert(0, "v: SIP/2.0/TCP first.example;branch=z9hG4bKfirst");
+        let buf = invite(&lines);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.branch(), Some(&b"z9hG4bKfirst"[..]));
+        assert_eq!(m.via_count(), 2);
+    }
+
+    #[test]
+    fn sent_by_and_parameters_allow_lws_around_every_separator() {
+        let buf = with(
+            0,
+            "Via:  SIP  /  2.0  / UDP\r\n  host.example  :  5070  ;\r\n branch  =  z9hG4bKx ; received = 192.0.2.9 ;rport ; oc = 20 ;oc-seq=7",
+        );
+        let m = scan(&buf, &LIMITS).unwrap();
+        let via = m.top_via();
+        assert_eq!(via.transport, b"UDP");
+        assert_eq!(via.host, b"host.example");
+        assert_eq!(via.port, Some(5070));
+        assert_eq!(via.branch, Some(&b"z9hG4bKx"[..]));
+        assert_eq!(via.received, Some(&b"192.0.2.9"[..]));
+        assert_eq!(via.rport, Some(None));
+        assert_eq!(via.oc, Some(&b"20"[..]));
+        assert_eq!(via.oc_seq, Some(&b"7"[..]));
+        assert!(via.supports_oc());
+        // `host ;branch=` without a port.
+        let buf = with(0, "Via: SIP/2.0/UDP host ;branch=z9hG4bKy ;oc");
+        let via = scan(&buf, &LIMITS).unwrap().top_via();
+        assert_eq!((via.host, via.port), (&b"host"[..], None));
+        assert_eq!(via.branch, Some(&b"z9hG4bKy"[..]));
+        assert_eq!(via.oc, Some(&b""[..]));
+    }
+
+    #[test]
+    fn via_hosts_may_be_ipv6_references_with_ports_and_rport_may_carry_a_value() {
+        let buf = with(
+            0,
+            "Via: SIP/2.0/UDP [2001:db8::9:1]:6050;rport=5062;received=[2001:db8::9:255];branch=z9hG4bK1",
+        );
+        let via = scan(&buf, &LIMITS).unwrap().top_via();
+        assert_eq!(via.host, b"[2001:db8::9:1]");
+        assert_eq!(via.port, Some(6050));
+        assert_eq!(via.rport, Some(Some(5062)));
+        assert_eq!(via.received, Some(&b"[2001:db8::9:255]"[..]));
+        for bad in [
+            "Via: SIP/2.0/UDP [2001:db8::1;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP h;rport=x",
+            "Via: SIP/2.0/UDP h;rport=70000",
+            "Via: SIP/2.0/UDP h junk",
+            "Via: SIP/2.0/UDP",
+            "Via: SIP/2.0/UDP :5060",
+        ] {
+            assert_eq!(fail(&with(0, bad)).kind, K::BadVia, "{bad}");
+        }
+    }
+
+    #[test]
+    fn magic_cookie_needs_an_identifier_after_it() {
+        let via = |branch: &str| {
+            let line = format!("Via: SIP/2.0/UDP h;branch={branch}");
+            let buf = with(0, &line);
+            scan(&buf, &LIMITS).unwrap().top_via().has_magic_cookie()
+        };
+        assert!(via("z9hG4bK1"));
+        assert!(!via("z9hG4bK"));
+        assert!(!via("z9hg4bk1"));
+        assert!(!via("390skdjuw"));
+        let buf = with(0, "Via: SIP/2.0/UDP h");
+        assert!(!scan(&buf, &LIMITS).unwrap().top_via().has_magic_cookie());
+    }
+
+    #[test]
+    fn name_addr_forms_are_parsed() {
+        let p = |v: &str| {
+            let b = v.as_bytes();
+            parse_name_addr(b, 0, b.len()).map(|n| {
+                let s = |x: Span| String::from_utf8_lossy(x.of(b)).into_owned();
+                (s(n.uri), n.user.map(s), n.tag.map(s))
+            })
+        };
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            p(r#""J Rosenberg \\\""       <sip:jdrosen@example.com>  ;  tag = 98asjd8"#),
+            Ok((
+                "sip:jdrosen@example.com".into(),
+                some("jdrosen"),
+                some("98asjd8")
+            ))
+        );
+        assert_eq!(
+            p("caller<sip:caller@example.com>;tag=323"),
+            Ok(("sip:caller@example.com".into(), some("caller"), some("323")))
+        );
+        assert_eq!(
+            p("token1~` token2'+_ <sip:mundane@example.com>;x=\"a;b\";tag=_t~1"),
+            Ok((
+                "sip:mundane@example.com".into(),
+                some("mundane"),
+                some("_t~1")
+            ))
+        );
+        assert_eq!(
+            p("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"),
+            Ok((
+                "sip:vivekg@chair-dnrc.example.com".into(),
+                some("vivekg"),
+                some("1918181833n")
+            ))
+        );
+        assert_eq!(
+            p("<tel:+1-555-1234;phone-context=x>;TAG=9"),
+            Ok((
+                "tel:+1-555-1234;phone-context=x".into(),
+                some("+1-555-1234"),
+                some("9")
+            ))
+        );
+        assert_eq!(p("<http://www.example.com>;tag=3").map(|x| x.1), Ok(None));
+        assert_eq!(p("isbn:2983792873").map(|x| x.1), Ok(None));
+        // Errors: unterminated quote, no `>`, no scheme, LWS inside <>, unquoted comma,
+        // junk after the URI, empty tag.
+        assert_eq!(p(r#""Mr. J. User <sip:j.user@example.com>"#), Err(0));
+        assert_eq!(p("<sip:a@b"), Err(0));
+        assert_eq!(p("<nocolon>"), Err(1));
+        assert_eq!(p("\"W\" < sip:t.watson@example.org >"), Err(5));
+        assert_eq!(
+            p("Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            Err(0)
+        );
+        assert_eq!(p("<sip:a@b> junk"), Err(10));
+        assert_eq!(p("<sip:a@b>;tag"), Err(10));
+        assert_eq!(p(""), Err(0));
+    }
+
+    #[test]
+    fn uri_user_is_the_user_without_password_or_parameters_or_the_tel_number() {
+        let u = |s: &str| {
+            let b = s.as_bytes();
+            uri_user(b, Span::new(0, b.len()))
+                .map(|x| String::from_utf8_lossy(x.of(b)).into_owned())
+        };
+        assert_eq!(u("sip:alice@example.com").as_deref(), Some("alice"));
+        assert_eq!(u("SIPS:bob:secret@example.com").as_deref(), Some("bob"));
+        assert_eq!(
+            u("sip:+15551230000;npdi;rn=+1555@gw;user=phone").as_deref(),
+            Some("+15551230000")
+        );
+        assert_eq!(
+            u("sip:user;par=u%40example.net@example.com").as_deref(),
+            Some("user")
+        );
+        assert_eq!(
+            u("tel:+1-555-1234;phone-context=x").as_deref(),
+            Some("+1-555-1234")
+        );
+        assert_eq!(u("TEL:911").as_deref(), Some("911"));
+        assert_eq!(u("sip:example.com"), None);
+        assert_eq!(u("sip:@example.com"), None);
+        assert_eq!(u("tel:"), None);
+        assert_eq!(u("mailto:a@b"), None);
+        assert_eq!(u("nocolon"), None);
+    }
+
+    #[test]
+    fn contact_route_and_record_route_give_their_first_element() {
+        let mut lines = BASE.to_vec();
+        lines.push(r#"m: "A, B" <sip:a@h;x=1,2>;q=0.3, <sip:b@h>"#);
+        lines.push("Route: <sip:p1;lr>, <sip:p2;lr>");
+        lines.push("Route: <sip:p3;lr>");
+        lines.push("Record-Route: <sip:rr1;lr>,<sip:rr2>");
+        let buf = invite(&lines);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.contact(), Some(&br#""A, B" <sip:a@h;x=1,2>;q=0.3"#[..]));
+        assert_eq!(m.route(), Some(&b"<sip:p1;lr>"[..]));
+        assert_eq!(m.record_route(), Some(&b"<sip:rr1;lr>"[..]));
+        let first = m.route_first().unwrap();
+        assert_eq!(first.value.of(&buf), b"<sip:p1;lr>");
+        assert!(buf[first.next.unwrap() as usize..].starts_with(b"<sip:p2;lr>"));
+        let plain = invite(&BASE);
+        let none = scan(&plain, &LIMITS).unwrap();
+        assert_eq!(
+            (none.contact(), none.route(), none.record_route()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn next_element_skips_empty_elements_and_ends_the_line_on_trailing_commas() {
+        let v = b"a, ,  b";
+        assert_eq!(next_element(v, 1, v.len()), Some(6));
+        let v = b"a , \r\n ,";
+        assert_eq!(next_element(v, 2, v.len()), None);
+        assert_eq!(next_element(b"a", 1, 1), None);
+    }
+
+    #[test]
+    fn a_trailing_comma_after_the_only_via_leaves_no_next_value() {
+        let buf = with(0, "Via: SIP/2.0/UDP h;branch=z9hG4bK1 ,");
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.via_count(), 1);
+        assert_eq!(m.top_via_line.next, None);
+    }
+
+    #[test]
+    fn call_id_is_any_printable_word_without_whitespace() {
+        let buf = with(4, r#"i: intmeth.word%ZK-!.*_+'@word`~)(><:\/"][?}{"#);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(
+            m.call_id(),
+            br#"intmeth.word%ZK-!.*_+'@word`~)(><:\/"][?}{"#
+        );
+        assert_eq!(fail(&with(4, "Call-ID: caf\u{e9}")).kind, K::BadCallId);
+    }
+
+    #[test]
+    fn max_forwards_and_content_length_take_leading_zeros() {
+        let mut lines = BASE.to_vec();
+        lines[1] = "MaX-fOrWaRdS: 000000000000068";
+        lines.push("Content-Length   : 00000000000000");
+        let buf = invite(&lines);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.max_forwards(), Some(68));
+        assert_eq!(m.content_length(), Some(0));
+    }
+
+    #[test]
+    fn unknown_and_extension_headers_are_kept_verbatim() {
+        let mut lines = BASE.to_vec();
+        lines.push("UnknownHeaderWithUnusualValue: ;;,,;;,;");
+        lines.push("C%6Fntact: <sip:alias2@host2.example.com>");
+        let buf = invite(&lines);
+        let m = scan(&buf, &LIMITS).unwrap();
+        assert_eq!(m.contact(), None);
+        let unusual = m
+            .headers()
+            .find(|h| h.name == b"UnknownHeaderWithUnusualValue");
+        assert_eq!(unusual.map(|h| h.value), Some(&b";;,,;;,;"[..]));
+        assert_eq!(m.headers().count(), m.header_count());
+    }
+
+    #[test]
+    fn bare_lf_messages_are_scanned_and_recognised() {
+        let buf = String::from_utf8(invite(&BASE))
+            .unwrap()
+            .replace("\r\n", "\n");
+        let m = scan(buf.as_bytes(), &LIMITS).unwrap();
+        assert!(m.uses_bare_lf());
+        assert_eq!(m.call_id(), b"a84b4c76e66710");
+        assert!(!scan(&invite(&BASE), &LIMITS).unwrap().uses_bare_lf());
+    }
+
+    #[test]
+    fn transports_classify_case_insensitively_and_know_reliability() {
+        use Transport::*;
+        for (t, kind, reliable) in [
+            (&b"udp"[..], Udp, false),
+            (b"TCP", Tcp, true),
+            (b"Tls", Tls, true),
+            (b"SCTP", Sctp, true),
+            (b"ws", Ws, true),
+            (b"WSS", Wss, true),
+            (b"UNKNOWN", Other, false),
+        ] {
+            assert_eq!(Transport::parse(t), kind);
+            assert_eq!(kind.is_reliable(), reliable);
+        }
+    }
+
+    #[test]
+    fn the_default_limits_are_the_documented_ones() {
+        assert_eq!(Limits::default(), LIMITS);
+    }
 }

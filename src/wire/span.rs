@@ -50,3 +50,18 @@ impl Span {
         self.start == self.end
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_span_is_a_half_open_range() {
+        let s = Span::new(2, 5);
+        assert_eq!(s.of(b"abcdefg"), b"cde");
+        assert_eq!((s.start(), s.end(), s.len()), (2, 5, 3));
+        assert_eq!(s.range(), 2..5);
+        assert!(!s.is_empty());
+        assert!(Span::new(4, 4).is_empty());
+    }
+}

@@ -27,8 +27,9 @@ pub(crate) fn find_byte(s: &[u8], from: usize, needle: u8) -> Option<usize> {
         .map(|p| i + p)
 }
 
-/// Packs up to the first eight bytes of `name`, ASCII letters folded to lower case
-/// (exact for token characters: only letters change under `| 0x20`), into one word.
+/// Packs up to the first eight bytes of `name`, ASCII letters folded to lower case, into
+/// one word. Of the other token characters only `_` changes under `| 0x20` (to DEL, which
+/// no header name holds), so two tokens pack alike only if they are equal ignoring case.
 #[inline]
 pub(crate) fn pack_lower(name: &[u8]) -> u64 {
     let n = name.len().min(8);
