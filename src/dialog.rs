@@ -11,6 +11,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::guard::{Slot, TargetSlot};
 use crate::hash::SeededState;
 use crate::slab::{Key, Slab};
 use crate::time::Time;
@@ -75,6 +76,9 @@ pub(crate) struct Dialog {
     hangup_at: Option<Time>,
     remove_at: Option<Time>,
     pub(crate) scheduled: Option<Time>,
+    /// The call's capacity slots while the call is answered; released (dropped) when
+    /// the dialog terminates.
+    pub(crate) slots: Option<(Slot, Option<TargetSlot>)>,
     call_id: TextSpan,
     text: Box<[u8]>,
     index: u64,
@@ -138,8 +142,9 @@ impl Dialog {
 
     /// Ends the dialog; it lingers for `linger` so late requests get a clean 481 and
     /// retransmissions find their transactions.
-    pub(crate) fn terminate(&mut self, now: Time, linger: Duration) {
+    fn terminate(&mut self, now: Time, linger: Duration) {
         self.state = DialogState::Terminated;
+        self.slots = None;
         self.ack_by = None;
         self.hangup_at = None;
         self.remove_at = Some(now + linger);
@@ -176,6 +181,7 @@ pub(crate) struct DialogTable {
     slab: Slab<Dialog>,
     index: HashMap<u64, Key>,
     hasher: SeededState,
+    confirmed: usize,
 }
 
 impl DialogTable {
@@ -184,6 +190,7 @@ impl DialogTable {
             slab: Slab::with_capacity(capacity),
             index: HashMap::new(),
             hasher: SeededState::new(seed ^ 0x6469_616c),
+            confirmed: 0,
         }
     }
 
@@ -200,6 +207,37 @@ impl DialogTable {
 
     pub(crate) fn len(&self) -> usize {
         self.slab.len()
+    }
+
+    /// Confirmed dialogs: answered calls in progress.
+    pub(crate) fn confirmed(&self) -> usize {
+        self.confirmed
+    }
+
+    /// Confirms dialog `key` (see [`Dialog::confirm`]).
+    pub(crate) fn confirm(
+        &mut self,
+        key: Key,
+        now: Time,
+        ack_wait: Duration,
+        max_duration: Option<Duration>,
+    ) {
+        if let Some(d) = self.slab.get_mut(key) {
+            if d.state != DialogState::Confirmed {
+                self.confirmed += 1;
+            }
+            d.confirm(now, ack_wait, max_duration);
+        }
+    }
+
+    /// Terminates dialog `key` (see [`Dialog::terminate`]).
+    pub(crate) fn terminate(&mut self, key: Key, now: Time, linger: Duration) {
+        if let Some(d) = self.slab.get_mut(key) {
+            if d.state == DialogState::Confirmed {
+                self.confirmed -= 1;
+            }
+            d.terminate(now, linger);
+        }
     }
 
     /// Creates an early or confirmed dialog. `None` when the table is full or the
@@ -259,6 +297,7 @@ impl DialogTable {
             hangup_at: None,
             remove_at: None,
             scheduled: None,
+            slots: None,
             call_id: spans[0],
             text: text.into_boxed_slice(),
             index,
@@ -288,6 +327,9 @@ impl DialogTable {
 
     pub(crate) fn remove(&mut self, key: Key) -> Option<Dialog> {
         let d = self.slab.remove(key)?;
+        if d.state == DialogState::Confirmed {
+            self.confirmed -= 1;
+        }
         if self.index.get(&d.index) == Some(&key) {
             self.index.remove(&d.index);
         }
@@ -355,15 +397,18 @@ mod tests {
         let k = t
             .insert(1, b"cid", side(b"a", 1), side(b"b", 2), Time::ZERO)
             .unwrap();
-        let d = t.get_mut(k).unwrap();
         let s = Duration::from_secs(1);
-        d.confirm(Time::ZERO, 32 * s, Some(3600 * s));
+        t.confirm(k, Time::ZERO, 32 * s, Some(3600 * s));
+        assert_eq!(t.confirmed(), 1);
+        let d = t.get_mut(k).unwrap();
         assert_eq!(d.next_wake(), Some(Time::ZERO + 32 * s));
         assert_eq!(d.on_timer(Time::ZERO + 32 * s), DialogFired::NoAck);
         d.on_ack();
         assert_eq!(d.next_wake(), Some(Time::ZERO + 3600 * s));
         assert_eq!(d.on_timer(Time::ZERO + 3600 * s), DialogFired::MaxDuration);
-        d.terminate(Time::ZERO + 3600 * s, 32 * s);
+        t.terminate(k, Time::ZERO + 3600 * s, 32 * s);
+        assert_eq!(t.confirmed(), 0);
+        let d = t.get_mut(k).unwrap();
         assert_eq!(d.on_timer(Time::ZERO + 3632 * s), DialogFired::Remove);
     }
 }

@@ -3,12 +3,14 @@
 //! logic lives with the layers (`transaction`, `proxy`, `dialog`, `route`).
 
 use std::fmt::Write as _;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::dialog::DialogTable;
+use crate::guard::{Admission, Change, NodeLedger, Refusal, TrunkId, oc};
 use crate::hash::digest;
 use crate::output::{Output, Transmit};
 use crate::proxy::Call;
@@ -55,9 +57,19 @@ pub enum EndReason {
 }
 
 /// Something the host should know about or act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Event {
+    /// The node was draining and its last call ended: it can be taken out of service.
+    Drained,
+    /// Load feedback changed the rate this node admits.
+    #[non_exhaustive]
+    CapacityChanged {
+        /// New calls per second now admitted; `None` when no longer limited by feedback.
+        calls_per_second: Option<f64>,
+        /// The admitted rate measured when the change was made.
+        measured: Option<f64>,
+    },
     /// The host decides where this call goes: answer with [`Engine::route`] before the
     /// configured deadline, or the engine falls back to the number's last working
     /// route (else rejects).
@@ -188,6 +200,9 @@ pub struct Engine {
     pub(crate) dialogs: DialogTable,
     pub(crate) routes: Arc<RoutingTable>,
     pub(crate) lkg: LastKnownGood,
+    pub(crate) admission: Admission,
+    /// Whether `Event::Drained` was emitted for the current drain.
+    drained_reported: bool,
     pub(crate) timers: TimerQueue,
     pub(crate) out: Output<Event>,
     pub(crate) stats: Stats,
@@ -219,20 +234,27 @@ pub(crate) fn response_target(via: &Via<'_>, remote: SocketAddr) -> (SocketAddr,
     (SocketAddr::new(remote.ip(), port), received)
 }
 
-/// Short text (an address, a number) formatted without allocating.
+/// Short text (an address, a header line) formatted without allocating. 160 bytes
+/// hold the longest line the engine formats (a Via with an IPv6 sent-by).
 pub(crate) struct SmallText {
-    buf: [u8; 64],
+    buf: [u8; 160],
     len: usize,
+}
+
+impl Default for SmallText {
+    fn default() -> Self {
+        SmallText {
+            buf: [0; 160],
+            len: 0,
+        }
+    }
 }
 
 impl SmallText {
     pub(crate) fn new(v: impl std::fmt::Display) -> Self {
-        let mut t = SmallText {
-            buf: [0; 64],
-            len: 0,
-        };
-        // Infallible for what the engine formats (addresses, numbers): under 64 bytes.
-        let _ = write!(t, "{v}");
+        let mut t = SmallText::default();
+        let r = write!(t, "{v}");
+        debug_assert!(r.is_ok(), "SmallText overflow");
         t
     }
 
@@ -254,11 +276,37 @@ impl std::fmt::Write for SmallText {
 }
 
 impl Engine {
-    /// Creates an engine whose clock starts at `now`. Fails if the config is invalid.
+    /// Creates an engine whose clock starts at `now`, with a capacity ledger of its
+    /// own. Fails if the config is invalid.
     pub fn new(config: Config, now: Instant) -> Result<Engine, ConfigError> {
+        let ledger = NodeLedger::new(&config, now)?;
+        Engine::with_ledger(config, now, ledger)
+    }
+
+    /// Creates an engine that shares `ledger` (concurrency, rates, drain, load
+    /// feedback) with the other engines of the node, one per core. The ledger must have
+    /// been built from the same admission settings.
+    pub fn with_ledger(
+        config: Config,
+        now: Instant,
+        ledger: Arc<NodeLedger>,
+    ) -> Result<Engine, ConfigError> {
         config.validate()?;
+        ledger.check_config(&config)?;
         let routes = Arc::new(config.routing_table()?);
+        let mut stats = Stats::default();
+        stats.trunks = config
+            .admission
+            .trunks
+            .iter()
+            .map(|t| crate::stats::TrunkStats {
+                name: t.name.clone(),
+                ..Default::default()
+            })
+            .collect();
         Ok(Engine {
+            admission: Admission::new(&config.admission, ledger, &config.routing.plan),
+            drained_reported: false,
             txs: Table::new(config.limits.max_transactions, config.seed),
             calls: Slab::with_capacity(config.proxy.max_calls),
             dialogs: DialogTable::new(config.proxy.max_dialogs, config.seed),
@@ -269,7 +317,7 @@ impl Engine {
             clock: Clock::new(now),
             now: Time::ZERO,
             timers: TimerQueue::default(),
-            stats: Stats::default(),
+            stats,
             buf: Vec::with_capacity(2048),
             buf2: Vec::with_capacity(2048),
             extra: Vec::with_capacity(256),
@@ -303,12 +351,14 @@ impl Engine {
         self.advance(now);
         self.on_message(remote, local, Transport::Udp, data);
         self.run_timers();
+        self.check_drained();
     }
 
     /// Advances time: runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         self.run_timers();
+        self.check_drained();
     }
 
     /// When [`Engine::handle_timeout`] should next be called, if ever.
@@ -340,7 +390,92 @@ impl Engine {
         self.advance(now);
         let r = self.on_route_decision(call, decision);
         self.run_timers();
+        self.check_drained();
         r
+    }
+
+    /// Starts draining for a deploy: new calls are refused with the drain policy
+    /// (default 503 with a long Retry-After, so carriers use other nodes), OPTIONS is
+    /// answered 503, calls in progress and in-dialog requests carry on.
+    /// [`Event::Drained`] follows when the last call ends. With a shared ledger the whole
+    /// node drains.
+    pub fn drain(&mut self, now: Instant) {
+        self.advance(now);
+        self.admission
+            .ledger
+            .draining
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.drained_reported = false;
+        self.check_drained();
+    }
+
+    /// Ends a drain: new calls are admitted again.
+    pub fn undrain(&mut self, now: Instant) {
+        self.advance(now);
+        self.admission
+            .ledger
+            .draining
+            .store(false, std::sync::atomic::Ordering::Release);
+        self.drained_reported = false;
+    }
+
+    /// Whether the node is draining.
+    pub fn is_draining(&self) -> bool {
+        self.admission.ledger.is_draining()
+    }
+
+    fn check_drained(&mut self) {
+        if !self.drained_reported && self.is_draining() && self.active_calls() == 0 {
+            self.drained_reported = true;
+            self.out.event(Event::Drained);
+        }
+    }
+
+    /// Reports how busy the host really is (event-loop busy share, CPU): 0.0 idle,
+    /// 1.0 saturated, more when work queues up. The admitted call rate adapts (see
+    /// [`FeedbackConfig`](crate::guard::FeedbackConfig) for the control law); a change
+    /// is reported as [`Event::CapacityChanged`]. Call it about once per second. With a
+    /// shared ledger, report the node's utilisation from any one engine.
+    pub fn report_load(&mut self, now: Instant, utilisation: f64) {
+        self.advance(now);
+        if !utilisation.is_finite() || utilisation < 0.0 {
+            return;
+        }
+        let ledger = self.admission.ledger.clone();
+        let ns = ledger.ns(now);
+        let admitted = ledger.admitted.load(std::sync::atomic::Ordering::Relaxed);
+        let mut fb = ledger.feedback.lock();
+        let change = fb.report(ns, utilisation, admitted);
+        let measured = fb.measured();
+        drop(fb);
+        if let Change::Limit(limit) = change {
+            match limit {
+                Some(rate) => {
+                    ledger.adaptive.set_rate(rate);
+                    ledger
+                        .adaptive_on
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                None => ledger
+                    .adaptive_on
+                    .store(false, std::sync::atomic::Ordering::Release),
+            }
+            self.stats.capacity_changes += 1;
+            self.out.event(Event::CapacityChanged {
+                calls_per_second: limit,
+                measured,
+            });
+        }
+    }
+
+    /// The shared capacity ledger.
+    pub fn ledger(&self) -> &Arc<NodeLedger> {
+        &self.admission.ledger
+    }
+
+    /// Nanoseconds on the ledger's clock for engine time `now`.
+    pub(crate) fn ledger_now(&self) -> u64 {
+        self.admission.ledger.ns(self.clock.instant(self.now))
     }
 
     /// Replaces the routing table. Calls already routed keep their targets; new calls
@@ -351,12 +486,7 @@ impl Engine {
 
     /// Calls in progress: being set up, or answered and not yet ended.
     pub fn active_calls(&self) -> usize {
-        let answered = self
-            .dialogs
-            .iter()
-            .filter(|(_, d)| d.state == crate::dialog::DialogState::Confirmed)
-            .count();
-        self.calls.len() + answered
+        self.calls.len() + self.dialogs.confirmed()
     }
 
     /// A snapshot of every counter.
@@ -365,6 +495,13 @@ impl Engine {
         s.dropped_transmits = self.out.dropped_transmits;
         s.dropped_events = self.out.dropped_events;
         s.calls_setting_up = self.calls.len() as u64;
+        let ledger = &self.admission.ledger;
+        s.draining = ledger.is_draining();
+        s.node_active_calls = ledger.active_calls() as u64;
+        s.adaptive_rate = ledger.adaptive_rate();
+        for (i, t) in s.trunks.iter_mut().enumerate() {
+            t.active = ledger.trunk_active_calls(i) as u64;
+        }
         for (_, d) in self.dialogs.iter() {
             match d.state {
                 crate::dialog::DialogState::Early => s.dialogs_early += 1,
@@ -544,6 +681,20 @@ impl Engine {
         let Some(id) = self.new_server_tx(msg, remote, local, transport, TxOwner::Uas) else {
             return;
         };
+        if msg.method() == Some(Method::Options) && self.is_draining() {
+            // A draining node must look unavailable so carriers move traffic away;
+            // a merely busy node keeps answering 200 (it is not dead).
+            let p = self.cfg.admission.drain.clone();
+            let retry = SmallText::new(format_args!("Retry-After: {}\r\n", p.retry_after));
+            self.respond(
+                id,
+                Some(msg),
+                p.status,
+                p.reason.as_bytes(),
+                retry.as_bytes(),
+            );
+            return;
+        }
         let status = match msg.method() {
             Some(Method::Options) => 200,
             // In-dialog methods without a To tag belong to no dialog.
@@ -754,6 +905,9 @@ impl Engine {
         }
         let tag = self.local_tag(id);
         let limits = self.cfg.wire;
+        let oc = msg
+            .map(|m| self.oc_params(&m.top_via(), None))
+            .unwrap_or_default();
         let Some(e) = self.txs.servers.get_mut(id) else {
             return;
         };
@@ -777,7 +931,7 @@ impl Engine {
             reason,
             to_tag: (status > 100).then_some(&tag[..]),
             headers: &self.extra,
-            via_params: b"",
+            via_params: oc.as_bytes(),
             received: received.as_ref().map(SmallText::as_bytes),
             source_port: e.peer.port(),
         };
@@ -827,14 +981,26 @@ impl Engine {
         reason: &[u8],
         extra: &[u8],
     ) {
-        let (peer, received) = response_target(&msg.top_via(), remote);
+        let via = msg.top_via();
+        let (peer, received) = response_target(&via, remote);
         let received = received.map(SmallText::new);
+        let oc = self.oc_params(&via, self.admission.classify(remote));
+        // Stateless: the tag is derived from the request, so a retransmission of it
+        // gets the same bytes.
+        let t = digest(
+            self.cfg.seed,
+            &[
+                0x7374,
+                crate::hash::bytes_digest(via.branch.unwrap_or_default()),
+            ],
+        ) as u32;
+        let tag = SmallText::new(format_args!("{t:08x}"));
         let reply = Reply {
             status,
             reason,
-            to_tag: None,
+            to_tag: (status > 100).then_some(tag.as_bytes()),
             headers: extra,
-            via_params: b"",
+            via_params: oc.as_bytes(),
             received: received.as_ref().map(SmallText::as_bytes),
             source_port: remote.port(),
         };
@@ -842,6 +1008,70 @@ impl Engine {
         wire::write_response(msg, &reply, &mut self.buf);
         self.stats.count_response(status);
         self.out.send(peer, local, transport, &self.buf);
+    }
+
+    /// RFC 7339 parameters for a response to a request with this Via: empty unless the
+    /// client asked (`oc`) and overload control is on.
+    pub(crate) fn oc_params(&self, via: &Via<'_>, trunk: Option<TrunkId>) -> SmallText {
+        let mut t = SmallText::new("");
+        if !self.cfg.admission.overload_control || !oc::wants_loss_feedback(via.oc, via.oc_algo) {
+            return t;
+        }
+        let loss = self
+            .admission
+            .shed_probability(self.ledger_now(), trunk.unwrap_or(usize::MAX));
+        let mut v = Vec::with_capacity(64);
+        oc::write_params(
+            &mut v,
+            (loss * 100.0).round() as u8,
+            self.cfg.admission.oc_validity_ms,
+            self.now.0 / 1_000_000,
+        );
+        let _ = t.write_str(std::str::from_utf8(&v).unwrap_or_default());
+        t
+    }
+
+    /// Refuses a new call without keeping any state for it (see the guard layer).
+    pub(crate) fn refuse(
+        &mut self,
+        msg: &Message<'_>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        trunk: Option<TrunkId>,
+        why: Refusal,
+    ) {
+        self.stats.refused[why.index()] += 1;
+        if let Some(t) = trunk.and_then(|t| self.stats.trunks.get_mut(t)) {
+            t.refused[why.index()] += 1;
+        }
+        if why == Refusal::UnknownSource {
+            self.reply_stateless(msg, remote, local, transport, 403, reason(403), b"");
+            return;
+        }
+        let policy = match (why, trunk.and_then(|t| self.cfg.admission.trunks.get(t))) {
+            (Refusal::Draining, _) | (_, None) => &self.cfg.admission.drain,
+            (_, Some(t)) => &t.reject,
+        };
+        let (status, base, jitter) = (policy.status, policy.retry_after, policy.retry_after_jitter);
+        let reason_text = SmallText::new(&policy.reason);
+        let mut extra = SmallText::new("");
+        if base > 0 || jitter > 0 {
+            // Jitter keyed by the request: spread across calls, identical for a
+            // retransmission of the same request.
+            let key = crate::hash::bytes_digest(msg.branch().unwrap_or_default());
+            let r = base + (digest(self.cfg.seed, &[0x7261, key]) % (jitter as u64 + 1)) as u32;
+            extra = SmallText::new(format_args!("Retry-After: {r}\r\n"));
+        }
+        self.reply_stateless(
+            msg,
+            remote,
+            local,
+            transport,
+            status,
+            reason_text.as_bytes(),
+            extra.as_bytes(),
+        );
     }
 
     pub(crate) fn schedule_server(&mut self, id: Key) {

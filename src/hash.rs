@@ -36,3 +36,10 @@ pub(crate) fn digest(seed: u64, parts: &[u64]) -> u64 {
     }
     h.finish()
 }
+
+/// An unkeyed 64-bit digest of a byte string (for keying per-request draws).
+pub(crate) fn bytes_digest(b: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    h.write(b);
+    h.finish()
+}

@@ -63,6 +63,7 @@
 mod config;
 mod dialog;
 mod engine;
+pub mod guard;
 mod hash;
 mod output;
 mod proxy;
@@ -78,7 +79,8 @@ pub mod wire;
 
 pub use config::{AskHost, Config, ConfigError, Limits, ProxyConfig, RoutingConfig};
 pub use engine::{CallError, CallHandle, EndReason, Engine, Event, RouteDecision, TableSizes};
+pub use guard::NodeLedger;
 pub use output::Transmit;
 pub use route::{NumberPlan, RouteEntry, RoutingTable, Target};
-pub use stats::{StateCounts, Stats, TransactionCounts};
+pub use stats::{StateCounts, Stats, TransactionCounts, TrunkStats};
 pub use transaction::Timers;

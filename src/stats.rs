@@ -45,9 +45,32 @@ pub struct StateCounts {
     pub client_accepted: u64,
 }
 
+/// Admission counters for one trunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrunkStats {
+    /// The trunk's name.
+    pub name: String,
+    /// New calls offered (INVITEs without a To tag that reached admission).
+    pub offered: u64,
+    /// New calls admitted.
+    pub admitted: u64,
+    /// Refusals by [`Refusal::index`](crate::guard::Refusal::index).
+    pub refused: [u64; 8],
+    /// Calls holding a slot on this trunk now (gauge, node-wide).
+    pub active: u64,
+}
+
+impl TrunkStats {
+    /// All refusals.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+}
+
 /// A snapshot of the engine's counters. Counters only grow; gauges (`*_active`,
 /// `states`) describe the moment of the snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Stats {
     /// Datagrams handed to the engine.
@@ -138,6 +161,20 @@ pub struct Stats {
     pub no_dialog: u64,
     /// Requests answered 483 because Max-Forwards reached zero.
     pub too_many_hops: u64,
+    /// Refusals by [`Refusal::index`](crate::guard::Refusal::index), all trunks.
+    pub refused: [u64; 8],
+    /// Per trunk, in configuration order.
+    pub trunks: Vec<TrunkStats>,
+    /// Destinations skipped because they were at their concurrency limit.
+    pub targets_full: u64,
+    /// Load feedback changes of the admitted rate.
+    pub capacity_changes: u64,
+    /// Whether the node is draining (gauge).
+    pub draining: bool,
+    /// Calls holding a capacity slot node-wide (gauge, all engines sharing the ledger).
+    pub node_active_calls: u64,
+    /// The rate load feedback admits, when it limits (gauge).
+    pub adaptive_rate: Option<f64>,
     /// Datagrams dropped because the host did not drain the transmit queue.
     pub dropped_transmits: u64,
     /// Events dropped because the host did not drain the event queue.
@@ -145,6 +182,11 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// All refusals.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.iter().sum()
+    }
+
     /// Malformed datagrams of `kind`'s family.
     pub fn malformed_of(&self, kind: ParseErrorKind) -> u64 {
         self.malformed[kind.index()]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 mod toml;
 
+use crate::guard::{AdmissionConfig, RejectPolicy};
 use crate::route::{NumberPlan, RouteEntry, RoutingTable, Target};
 use crate::transaction::Timers;
 use crate::wire;
@@ -147,7 +148,7 @@ impl Default for ProxyConfig {
 
 /// Everything an [`Engine`](crate::Engine) needs. Build with `Config::default()` and
 /// change what you need; [`Engine::new`](crate::Engine::new) validates it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Transaction timers (RFC 3261 T1, T2, T4 and Timer D on UDP).
     pub timers: Timers,
@@ -159,6 +160,8 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Proxy behaviour.
     pub proxy: ProxyConfig,
+    /// Admission control: trunks, limits, shedding, drain, load feedback.
+    pub admission: AdmissionConfig,
     /// Value of the Server header on responses the engine generates (none if empty).
     pub server_name: String,
     /// Seed for every random draw (tags, branches, jitter, shedding). Use a random seed
@@ -174,6 +177,7 @@ impl Default for Config {
             limits: Limits::default(),
             routing: RoutingConfig::default(),
             proxy: ProxyConfig::default(),
+            admission: AdmissionConfig::default(),
             server_name: "ringfence".into(),
             seed: 0x5eed_5eed_5eed_5eed,
         }
@@ -333,12 +337,137 @@ impl Config {
                 Duration::from_secs(7 * 86400),
             )?;
         }
+        self.validate_admission()?;
         if self.server_name.bytes().any(|c| c < 0x20 || c == 0x7f) {
             return Err(ConfigError::new(
                 "server_name",
                 "must not contain control characters",
             ));
         }
+        Ok(())
+    }
+}
+
+fn policy(field: &str, p: &RejectPolicy) -> Result<(), ConfigError> {
+    in_range(&format!("{field}.status"), p.status, 400, 699, "")?;
+    in_range(
+        &format!("{field}.retry_after"),
+        p.retry_after,
+        0,
+        86_400,
+        " s",
+    )?;
+    in_range(
+        &format!("{field}.retry_after_jitter"),
+        p.retry_after_jitter,
+        0,
+        86_400,
+        " s",
+    )?;
+    if p.reason.is_empty() || p.reason.bytes().any(|c| c < 0x20 || c == 0x7f) {
+        return Err(ConfigError::new(
+            format!("{field}.reason"),
+            "must be a non-empty reason phrase without control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn rate(field: &str, r: Option<f64>) -> Result<(), ConfigError> {
+    match r {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 1e6) => Err(ConfigError::new(
+            field,
+            format!("must be a rate between 0 and 1e6 calls per second (got {r})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+impl Config {
+    fn validate_admission(&self) -> Result<(), ConfigError> {
+        let a = &self.admission;
+        let mut names = std::collections::HashSet::new();
+        for (i, t) in a.trunks.iter().enumerate() {
+            let f = format!("admission.trunks[{i}]");
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{f}.name"),
+                    format!("must be non-empty and unique (got {:?})", t.name),
+                ));
+            }
+            rate(&format!("{f}.calls_per_second"), t.calls_per_second)?;
+            in_range(&format!("{f}.burst"), t.burst, 0, 1_000_000, "")?;
+            policy(&format!("{f}.reject"), &t.reject)?;
+            if let Some(s) = t.downstream_503_status {
+                in_range(&format!("{f}.downstream_503_status"), s, 400, 699, "")?;
+                if s == 503 {
+                    return Err(ConfigError::new(
+                        format!("{f}.downstream_503_status"),
+                        "must not be 503: relaying 503 makes carriers fail calls over to the fleet",
+                    ));
+                }
+            }
+        }
+        if let Some(n) = &a.unknown_sources
+            && !a.trunks.iter().any(|t| &t.name == n)
+        {
+            return Err(ConfigError::new(
+                "admission.unknown_sources",
+                format!(
+                    "names trunk {n:?}, which is not defined; define it or refuse unknown sources"
+                ),
+            ));
+        }
+        rate("admission.calls_per_second", a.calls_per_second)?;
+        if !(0.0..=1.0).contains(&a.shed_watermark) {
+            return Err(ConfigError::new(
+                "admission.shed_watermark",
+                format!("must be between 0.0 and 1.0 (got {})", a.shed_watermark),
+            ));
+        }
+        for (i, n) in a.protected_numbers.iter().enumerate() {
+            if crate::route::normalize(n.as_bytes(), &self.routing.plan).is_none() {
+                return Err(ConfigError::new(
+                    format!("admission.protected_numbers[{i}]"),
+                    format!("{n:?} is not a phone number"),
+                ));
+            }
+        }
+        policy("admission.drain", &a.drain)?;
+        let fb = &a.feedback;
+        let frac = |field: &str, v: f64, lo: f64, hi: f64| {
+            if v.is_finite() && (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(ConfigError::new(
+                    field,
+                    format!("must be between {lo} and {hi} (got {v})"),
+                ))
+            }
+        };
+        frac(
+            "admission.feedback.target_utilisation",
+            fb.target_utilisation,
+            0.5,
+            1.0,
+        )?;
+        frac("admission.feedback.band", fb.band, 0.0, 0.2)?;
+        frac("admission.feedback.floor", fb.floor, 0.1, 0.99)?;
+        frac("admission.feedback.step", fb.step, 0.0, 1.0)?;
+        frac("admission.feedback.min_rate", fb.min_rate, 0.0, 1e6)?;
+        duration_in(
+            "admission.feedback.interval",
+            fb.interval,
+            Duration::from_millis(10),
+            Duration::from_secs(60),
+        )?;
+        in_range(
+            "admission.oc_validity_ms",
+            a.oc_validity_ms,
+            0,
+            600_000,
+            " ms",
+        )?;
         Ok(())
     }
 }
@@ -376,5 +505,19 @@ mod tests {
         let mut c = Config::default();
         c.limits.max_transactions = 0;
         assert_eq!(c.validate().unwrap_err().field, "limits.max_transactions");
+        let mut c = Config::default();
+        c.admission.unknown_sources = Some("nope".into());
+        assert_eq!(c.validate().unwrap_err().field, "admission.unknown_sources");
+        let mut c = Config::default();
+        c.admission.calls_per_second = Some(f64::NAN);
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "admission.calls_per_second"
+        );
+        let mut c = Config::default();
+        c.admission
+            .trunks
+            .push(crate::guard::TrunkConfig::new("default"));
+        assert_eq!(c.validate().unwrap_err().field, "admission.trunks[1].name");
     }
 }

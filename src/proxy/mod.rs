@@ -19,6 +19,7 @@ use crate::engine::{
     CallError, CallHandle, EndReason, Engine, Event, RouteDecision, SmallText, TxOwner,
     response_target,
 };
+use crate::guard::{Refusal, Slot, TargetSlot, TrunkId};
 use crate::route::{Target, attempt_order, normalize};
 use crate::slab::Key;
 use crate::status::reason;
@@ -54,6 +55,13 @@ pub(crate) struct Call {
     pub(crate) started: Time,
     pub(crate) scheduled: Option<Time>,
     pub(crate) dialog: Option<Key>,
+    /// The trunk the call came in on.
+    pub(crate) trunk: TrunkId,
+    /// The call's place in node and trunk capacity (released when the call is dropped,
+    /// or handed to the dialog on answer).
+    pub(crate) slot: Option<Slot>,
+    /// Its place on the destination being tried.
+    pub(crate) target_slot: Option<TargetSlot>,
 }
 
 impl Call {
@@ -101,6 +109,17 @@ fn userinfo(uri: &[u8]) -> Option<&[u8]> {
     Some(&rest[..at])
 }
 
+/// The number of a `tel:` URI with its parameters (`tel:+1-555-0100;npdi` gives
+/// `+1-555-0100;npdi`); `None` for other schemes.
+fn tel_number(uri: &[u8]) -> Option<&[u8]> {
+    let body = uri
+        .get(..4)
+        .filter(|s| s.eq_ignore_ascii_case(b"tel:"))
+        .map(|_| &uri[4..])?;
+    let end = body.iter().position(|&c| c == b'?').unwrap_or(body.len());
+    Some(&body[..end]).filter(|n| !n.is_empty())
+}
+
 pub(crate) fn transport_token(t: Transport) -> &'static str {
     match t {
         Transport::Udp | Transport::Other => "UDP",
@@ -125,9 +144,35 @@ impl Engine {
         local: SocketAddr,
         transport: Transport,
     ) {
+        // Admission comes first: a refused call leaves no state behind.
+        let Some(trunk) = self.admission.classify(remote) else {
+            self.refuse(msg, remote, local, transport, None, Refusal::UnknownSource);
+            return;
+        };
+        let plan = self.routes.plan();
+        let number = msg.request_user().and_then(|u| normalize(u, plan));
+        let caller: Box<str> = msg
+            .calling()
+            .map(|u| normalize(u, plan).map_or_else(|| lossy(u), Into::into))
+            .unwrap_or_default();
+        if let Some(t) = self.stats.trunks.get_mut(trunk) {
+            t.offered += 1;
+        }
+        let protected = self.admission.is_protected(number.as_deref());
+        let now = self.ledger_now();
+        let slot = match self.admission.admit(now, trunk, protected, &mut self.rng) {
+            Ok(slot) => slot,
+            Err(why) => {
+                self.refuse(msg, remote, local, transport, Some(trunk), why);
+                return;
+            }
+        };
         let Some(server) = self.new_server_tx(msg, remote, local, transport, TxOwner::Uas) else {
             return;
         };
+        if let Some(t) = self.stats.trunks.get_mut(trunk) {
+            t.admitted += 1;
+        }
         self.respond(server, Some(msg), 100, reason(100), b"");
         if msg.max_forwards() == Some(0) {
             self.stats.too_many_hops += 1;
@@ -146,16 +191,10 @@ impl Engine {
         if let Some(e) = self.txs.servers.get_mut(server) {
             e.request.extend_from_slice(msg.as_bytes());
         }
-        let plan = self.routes.plan();
-        let number = msg.request_user().and_then(|u| normalize(u, plan));
         let dialled = match &number {
             Some(n) => n.as_str().into(),
             None => lossy(msg.request_user().unwrap_or_default()),
         };
-        let caller = msg
-            .calling()
-            .map(|u| normalize(u, plan).map_or_else(|| lossy(u), Into::into))
-            .unwrap_or_default();
         let call = Call {
             server,
             dialled,
@@ -171,6 +210,9 @@ impl Engine {
             started: self.now,
             scheduled: None,
             dialog: None,
+            trunk,
+            slot: Some(slot),
+            target_slot: None,
         };
         let Ok(id) = self.calls.insert(call) else {
             return;
@@ -295,6 +337,10 @@ impl Engine {
             return false;
         };
         let (local, transport) = (e.local, e.transport);
+        let Some(target_slot) = self.admission.ledger.acquire_target(target.addr) else {
+            self.stats.targets_full += 1;
+            return false;
+        };
         let owner = TxOwner::Branch {
             call: id,
             server,
@@ -316,6 +362,7 @@ impl Engine {
         if let Some(call) = self.calls.get_mut(id) {
             call.branch = Some(cid);
             call.timer_c = Some(timer_c);
+            call.target_slot = Some(target_slot);
         }
         self.schedule_call(id);
         true
@@ -351,10 +398,11 @@ impl Engine {
         let mut ruri = std::mem::take(&mut self.buf2);
         ruri.clear();
         if let Some(t) = target {
-            let user = msg
-                .request_uri()
-                .and_then(userinfo)
-                .filter(|_| !t.has_user());
+            let uri = msg.request_uri().unwrap_or_default();
+            // A `tel:` Request-URI has no userinfo: its number (with its parameters)
+            // becomes the user part, as RFC 3261 §19.1.6 converts it.
+            let tel = tel_number(uri);
+            let user = tel.or_else(|| userinfo(uri)).filter(|_| !t.has_user());
             match user {
                 Some(user) => {
                     let (scheme, rest) = t.uri.split_once(':').unwrap_or(("sip", &t.uri));
@@ -363,6 +411,9 @@ impl Engine {
                     ruri.extend_from_slice(user);
                     ruri.push(b'@');
                     ruri.extend_from_slice(rest.as_bytes());
+                    if tel.is_some() && !rest.contains("user=") {
+                        ruri.extend_from_slice(b";user=phone");
+                    }
                 }
                 None => ruri.extend_from_slice(t.uri.as_bytes()),
             }
@@ -593,18 +644,20 @@ impl Engine {
         if confirm {
             let ack_wait = self.cfg.timers.t1x64();
             let max = self.cfg.proxy.max_call_duration;
-            if let Some(d) = self.dialogs.get_mut(key) {
-                d.confirm(self.now, ack_wait, max);
-            }
+            self.dialogs.confirm(key, self.now, ack_wait, max);
             self.schedule_dialog(key);
         }
     }
 
     /// The call was answered: it leaves set-up; its dialog carries on.
     fn answered(&mut self, id: Key) {
-        let Some(call) = self.calls.remove(id) else {
+        let Some(mut call) = self.calls.remove(id) else {
             return;
         };
+        let slots = call.slot.take().map(|s| (s, call.target_slot.take()));
+        if let Some(d) = call.dialog.and_then(|d| self.dialogs.get_mut(d)) {
+            d.slots = slots;
+        }
         self.stats.calls_answered += 1;
         if let (Some(n), Some(route)) = (call.number.as_deref(), call.route.clone()) {
             self.lkg.remember(n, route);
@@ -634,7 +687,11 @@ impl Engine {
             Some(best) => {
                 let status = if best.status == 503 {
                     self.stats.downstream_503_rewritten += 1;
-                    self.cfg.proxy.downstream_503_status
+                    let trunk = self.calls.get(id).map(|c| c.trunk);
+                    trunk
+                        .and_then(|t| self.cfg.admission.trunks.get(t))
+                        .and_then(|t| t.downstream_503_status)
+                        .unwrap_or(self.cfg.proxy.downstream_503_status)
                 } else {
                     best.status
                 };

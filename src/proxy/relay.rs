@@ -193,7 +193,7 @@ impl Engine {
         let was_confirmed = d.state == DialogState::Confirmed;
         let since = d.answered.unwrap_or(d.started);
         let call = d.call;
-        d.terminate(now, linger);
+        self.dialogs.terminate(key, now, linger);
         self.schedule_dialog(key);
         if was_confirmed {
             self.stats.calls_ended += 1;
