@@ -10,12 +10,16 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, ConfigError};
 use crate::dialog::DialogTable;
-use crate::guard::{Admission, Change, NodeLedger, Refusal, TrunkId, oc};
+use crate::guard::dedup::{Dedup, ExpiringMap, RetryWindow};
+use crate::guard::{
+    Admission, BreakerState, Breakers, Change, NodeLedger, Refusal, RefusalMemo, RetryBudget,
+    TrunkId, oc,
+};
 use crate::hash::digest;
 use crate::output::{Output, Transmit};
 use crate::proxy::Call;
 use crate::rng::Rng;
-use crate::route::{LastKnownGood, RoutingTable, Target};
+use crate::route::{HostHealth, LastKnownGood, RoutingTable, Target};
 use crate::slab::{Key, Slab};
 use crate::stats::Stats;
 use crate::status::reason;
@@ -54,6 +58,9 @@ pub enum EndReason {
     MaxDuration,
     /// A 2xx was relayed but its ACK never came.
     NoAck,
+    /// The carrier re-attempted the call (new Call-ID) while this attempt was still
+    /// ringing; the new attempt replaced it.
+    Superseded,
 }
 
 /// Something the host should know about or act on.
@@ -62,6 +69,21 @@ pub enum EndReason {
 pub enum Event {
     /// The node was draining and its last call ended: it can be taken out of service.
     Drained,
+    /// A destination's circuit breaker changed state.
+    #[non_exhaustive]
+    BreakerChanged {
+        /// The destination.
+        target: SocketAddr,
+        /// Its new state.
+        state: BreakerState,
+    },
+    /// The host's routing service is failing (or recovered): while degraded the engine
+    /// routes from its last-known-good cache without asking.
+    #[non_exhaustive]
+    RoutingDegraded {
+        /// Whether it is degraded now.
+        degraded: bool,
+    },
     /// Load feedback changed the rate this node admits.
     #[non_exhaustive]
     CapacityChanged {
@@ -161,6 +183,8 @@ pub(crate) enum TxOwner {
     RelayClient { server: Key },
     /// A request the engine originated (CANCEL, BYE): responses are absorbed.
     Own,
+    /// An OPTIONS probe of a half-open destination.
+    Probe(SocketAddr),
 }
 
 /// Methods the engine handles; listed in `Allow` on 405/501 and OPTIONS answers.
@@ -201,6 +225,18 @@ pub struct Engine {
     pub(crate) routes: Arc<RoutingTable>,
     pub(crate) lkg: LastKnownGood,
     pub(crate) admission: Admission,
+    pub(crate) dedup: Dedup,
+    /// Statelessly refused INVITEs, so their retransmissions get the same answer.
+    pub(crate) refused: ExpiringMap<RefusalMemo>,
+    /// Attempts and distinct calls per trunk (the retry factor).
+    pub(crate) retry_windows: Vec<RetryWindow>,
+    pub(crate) budget: RetryBudget,
+    pub(crate) breakers: Breakers,
+    pub(crate) host_health: HostHealth,
+    /// When the guard's own timer (breaker cool-downs) is scheduled.
+    guard_scheduled: Option<Time>,
+    /// The local address traffic last arrived on (probes go out from it).
+    pub(crate) last_local: Option<SocketAddr>,
     /// Whether `Event::Drained` was emitted for the current drain.
     drained_reported: bool,
     pub(crate) timers: TimerQueue,
@@ -306,6 +342,23 @@ impl Engine {
             .collect();
         Ok(Engine {
             admission: Admission::new(&config.admission, ledger, &config.routing.plan),
+            dedup: Dedup::new(config.retry.dedup_capacity, config.seed),
+            refused: ExpiringMap::new(config.retry.dedup_capacity),
+            retry_windows: config
+                .admission
+                .trunks
+                .iter()
+                .map(|_| RetryWindow::new(60))
+                .collect(),
+            budget: RetryBudget::new(&config.retry.budget),
+            breakers: Breakers::new(&config.retry.breaker),
+            host_health: HostHealth::new(
+                config.retry.host_min_samples,
+                config.retry.host_failure_ratio,
+                config.retry.host_cool_down,
+            ),
+            guard_scheduled: None,
+            last_local: None,
             drained_reported: false,
             txs: Table::new(config.limits.max_transactions, config.seed),
             calls: Slab::with_capacity(config.proxy.max_calls),
@@ -349,6 +402,7 @@ impl Engine {
         data: &[u8],
     ) {
         self.advance(now);
+        self.last_local = Some(local);
         self.on_message(remote, local, Transport::Udp, data);
         self.run_timers();
         self.check_drained();
@@ -501,7 +555,13 @@ impl Engine {
         s.adaptive_rate = ledger.adaptive_rate();
         for (i, t) in s.trunks.iter_mut().enumerate() {
             t.active = ledger.trunk_active_calls(i) as u64;
+            t.retry_factor = self
+                .retry_windows
+                .get(i)
+                .map_or(1.0, |w| w.factor(self.now));
         }
+        s.dedup_entries = self.dedup.len() as u64;
+        s.dedup_evicted = self.dedup.evicted();
         for (_, d) in self.dialogs.iter() {
             match d.state {
                 crate::dialog::DialogState::Early => s.dialogs_early += 1,
@@ -764,6 +824,7 @@ impl Engine {
             TxOwner::RelayClient { server } => self.relay_response(server, &msg),
             // An answer to an INVITE we already hung up: ACK it again.
             TxOwner::Own if (200..300).contains(&status) => self.hang_up_stray_answer(cid, &msg),
+            TxOwner::Probe(target) if status >= 200 => self.on_probe_result(target, status),
             _ => {}
         }
     }
@@ -1031,7 +1092,9 @@ impl Engine {
         t
     }
 
-    /// Refuses a new call without keeping any state for it (see the guard layer).
+    /// Refuses a new call without keeping any state for it (see the guard layer), and
+    /// remembers how, so a retransmission gets the same answer. Returns the status and
+    /// Retry-After sent.
     pub(crate) fn refuse(
         &mut self,
         msg: &Message<'_>,
@@ -1040,14 +1103,27 @@ impl Engine {
         transport: Transport,
         trunk: Option<TrunkId>,
         why: Refusal,
-    ) {
+    ) -> (u16, u32) {
         self.stats.refused[why.index()] += 1;
         if let Some(t) = trunk.and_then(|t| self.stats.trunks.get_mut(t)) {
             t.refused[why.index()] += 1;
         }
+        self.memo_refusal(msg, RefusalMemo::Policy { trunk, why });
+        self.send_policy_refusal(msg, remote, local, transport, trunk, why)
+    }
+
+    fn send_policy_refusal(
+        &mut self,
+        msg: &Message<'_>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        trunk: Option<TrunkId>,
+        why: Refusal,
+    ) -> (u16, u32) {
         if why == Refusal::UnknownSource {
             self.reply_stateless(msg, remote, local, transport, 403, reason(403), b"");
-            return;
+            return (403, 0);
         }
         let policy = match (why, trunk.and_then(|t| self.cfg.admission.trunks.get(t))) {
             (Refusal::Draining, _) | (_, None) => &self.cfg.admission.drain,
@@ -1055,13 +1131,14 @@ impl Engine {
         };
         let (status, base, jitter) = (policy.status, policy.retry_after, policy.retry_after_jitter);
         let reason_text = SmallText::new(&policy.reason);
+        let mut retry = 0;
         let mut extra = SmallText::new("");
         if base > 0 || jitter > 0 {
             // Jitter keyed by the request: spread across calls, identical for a
             // retransmission of the same request.
             let key = crate::hash::bytes_digest(msg.branch().unwrap_or_default());
-            let r = base + (digest(self.cfg.seed, &[0x7261, key]) % (jitter as u64 + 1)) as u32;
-            extra = SmallText::new(format_args!("Retry-After: {r}\r\n"));
+            retry = base + (digest(self.cfg.seed, &[0x7261, key]) % (jitter as u64 + 1)) as u32;
+            extra = SmallText::new(format_args!("Retry-After: {retry}\r\n"));
         }
         self.reply_stateless(
             msg,
@@ -1072,6 +1149,133 @@ impl Engine {
             reason_text.as_bytes(),
             extra.as_bytes(),
         );
+        (status, retry)
+    }
+
+    fn refused_key(&self, msg: &Message<'_>) -> u64 {
+        let via = msg.top_via();
+        let mut parts = [0u64; 3];
+        parts[0] = crate::hash::bytes_digest(via.branch.unwrap_or_default());
+        parts[1] = crate::hash::bytes_digest(&via.host.to_ascii_lowercase());
+        parts[2] = via.port.unwrap_or(0) as u64;
+        digest(self.cfg.seed ^ 0x7265_6675, &parts)
+    }
+
+    fn memo_refusal(&mut self, msg: &Message<'_>, memo: RefusalMemo) {
+        let key = self.refused_key(msg);
+        // The client retransmits an INVITE for at most Timer B.
+        let until = self.now + self.cfg.timers.t1x64();
+        self.refused.set(key, memo, self.now, until);
+    }
+
+    /// A retransmission of an INVITE refused statelessly: the same answer again.
+    pub(crate) fn replay_refusal(
+        &mut self,
+        msg: &Message<'_>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+    ) -> bool {
+        let Some(memo) = self.refused.get(self.refused_key(msg), self.now) else {
+            return false;
+        };
+        self.stats.retransmissions_absorbed += 1;
+        match memo {
+            RefusalMemo::Policy { trunk, why } => {
+                self.send_policy_refusal(msg, remote, local, transport, trunk, why);
+            }
+            RefusalMemo::Status {
+                status,
+                retry_after,
+            } => self.send_status_refusal(msg, remote, local, transport, status, retry_after),
+        }
+        true
+    }
+
+    /// Refuses a request with `status` and an optional Retry-After, statelessly, and
+    /// remembers it for retransmissions.
+    pub(crate) fn refuse_with(
+        &mut self,
+        msg: &Message<'_>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        status: u16,
+        retry_after: u32,
+    ) {
+        self.memo_refusal(
+            msg,
+            RefusalMemo::Status {
+                status,
+                retry_after,
+            },
+        );
+        self.send_status_refusal(msg, remote, local, transport, status, retry_after);
+    }
+
+    fn send_status_refusal(
+        &mut self,
+        msg: &Message<'_>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+        status: u16,
+        retry_after: u32,
+    ) {
+        let extra = if retry_after > 0 {
+            SmallText::new(format_args!("Retry-After: {retry_after}\r\n"))
+        } else {
+            SmallText::new("")
+        };
+        self.reply_stateless(
+            msg,
+            remote,
+            local,
+            transport,
+            status,
+            reason(status),
+            extra.as_bytes(),
+        );
+    }
+
+    /// Schedules the guard's timer for the next breaker cool-down.
+    pub(crate) fn schedule_guard(&mut self) {
+        if let Some(t) = self.breakers.next_due()
+            && self.guard_scheduled.is_none_or(|s| t < s)
+        {
+            self.guard_scheduled = Some(t);
+            self.timers.schedule(t, Owner::Guard);
+        }
+    }
+
+    /// Breaker cool-downs ended: probe the destinations (or let the next call try).
+    fn on_guard_timer(&mut self) {
+        for target in self.breakers.due(self.now) {
+            self.out.event(Event::BreakerChanged {
+                target,
+                state: BreakerState::HalfOpen,
+            });
+            if self.breakers.probing() {
+                self.send_probe(target);
+            } else if let Some((target, state)) = self.breakers.success(target) {
+                self.out.event(Event::BreakerChanged { target, state });
+            }
+        }
+        self.schedule_guard();
+    }
+
+    /// The answer to a probe (408 for none): a live destination closes its breaker.
+    fn on_probe_result(&mut self, target: SocketAddr, status: u16) {
+        let alive = !(status == 408 || (500..600).contains(&status));
+        let change = if alive {
+            self.breakers.success(target)
+        } else {
+            self.breakers.failure(target, status == 408, self.now)
+        };
+        if let Some((target, state)) = change {
+            self.out.event(Event::BreakerChanged { target, state });
+        }
+        self.schedule_guard();
     }
 
     pub(crate) fn schedule_server(&mut self, id: Key) {
@@ -1183,7 +1387,12 @@ impl Engine {
                     }
                     self.on_dialog_timer(id);
                 }
-                Owner::Guard => {}
+                Owner::Guard => {
+                    if self.guard_scheduled == Some(t) {
+                        self.guard_scheduled = None;
+                        self.on_guard_timer();
+                    }
+                }
             }
         }
         self.compact_timers();
@@ -1245,13 +1454,14 @@ impl Engine {
                 }
                 ClientFired::Timeout => {
                     self.stats.transaction_timeouts += 1;
-                    let owner = e.owner;
+                    let (owner, dest) = (e.owner, e.dest);
                     self.txs.remove_client(id);
                     match owner {
                         TxOwner::Branch {
                             call, abandoned, ..
-                        } => self.on_branch_timeout(id, call, abandoned),
+                        } => self.on_branch_timeout(id, call, abandoned, dest),
                         TxOwner::RelayClient { server } => self.relay_timeout(server),
+                        TxOwner::Probe(target) => self.on_probe_result(target, 408),
                         _ => {}
                     }
                     return;
@@ -1280,7 +1490,7 @@ impl Engine {
                 .is_some_and(|e| e.scheduled == Some(t)),
             Owner::Call(id) => self.calls.get(id).is_some_and(|c| c.scheduled == Some(t)),
             Owner::Dialog(id) => self.dialogs.get(id).is_some_and(|d| d.scheduled == Some(t)),
-            Owner::Guard => true,
+            Owner::Guard => self.guard_scheduled == Some(t),
         }
     }
 

@@ -467,3 +467,83 @@ mod tests {
         assert!(c.get("3").is_some());
     }
 }
+
+/// Health of the host's routing service, judged from route request outcomes: when too
+/// many of the recent ones failed (no answer in time, or a 5xx answer), the engine
+/// stops asking for a cool-down and routes from the last-known-good cache, rather than
+/// piling more requests onto a failing service.
+#[derive(Debug)]
+pub(crate) struct HostHealth {
+    recent: VecDeque<bool>,
+    samples: usize,
+    ratio: f64,
+    cool_down: std::time::Duration,
+    degraded_until: Option<crate::time::Time>,
+}
+
+impl HostHealth {
+    pub(crate) fn new(min_samples: u32, ratio: f64, cool_down: std::time::Duration) -> Self {
+        HostHealth {
+            recent: VecDeque::new(),
+            samples: min_samples.max(1) as usize,
+            ratio,
+            cool_down,
+            degraded_until: None,
+        }
+    }
+
+    /// Records an outcome; returns `Some(true)` when this makes the service degraded.
+    pub(crate) fn record(&mut self, ok: bool, now: crate::time::Time) -> Option<bool> {
+        self.recent.push_back(ok);
+        while self.recent.len() > self.samples {
+            self.recent.pop_front();
+        }
+        let failed = self.recent.iter().filter(|&&ok| !ok).count();
+        let bad =
+            self.recent.len() >= self.samples && failed as f64 >= self.ratio * self.samples as f64;
+        if bad && self.degraded_until.is_none() {
+            self.degraded_until = Some(now + self.cool_down);
+            self.recent.clear();
+            return Some(true);
+        }
+        None
+    }
+
+    /// Whether the service is being bypassed at `now`; `Some(false)` in the second
+    /// slot when the cool-down just ended.
+    pub(crate) fn degraded(&mut self, now: crate::time::Time) -> (bool, Option<bool>) {
+        match self.degraded_until {
+            Some(t) if t <= now => {
+                self.degraded_until = None;
+                (false, Some(false))
+            }
+            Some(_) => (true, None),
+            None => (false, None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod host_health_tests {
+    use super::*;
+    use crate::time::Time;
+    use std::time::Duration;
+
+    #[test]
+    fn degrades_on_a_high_failure_share_and_recovers_after_the_cool_down() {
+        let mut h = HostHealth::new(10, 0.5, Duration::from_secs(10));
+        let t0 = Time::ZERO;
+        for i in 0..9 {
+            assert_eq!(h.record(i % 2 == 0, t0), None);
+        }
+        assert_eq!(h.record(false, t0), Some(true), "5 of 10 failed");
+        assert_eq!(h.degraded(t0 + Duration::from_secs(9)), (true, None));
+        assert_eq!(
+            h.degraded(t0 + Duration::from_secs(10)),
+            (false, Some(false))
+        );
+        for _ in 0..10 {
+            assert_eq!(h.record(true, t0), None);
+        }
+    }
+}

@@ -46,7 +46,7 @@ pub struct StateCounts {
 }
 
 /// Admission counters for one trunk.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct TrunkStats {
     /// The trunk's name.
@@ -59,6 +59,21 @@ pub struct TrunkStats {
     pub refused: [u64; 8],
     /// Calls holding a slot on this trunk now (gauge, node-wide).
     pub active: u64,
+    /// New INVITEs recognised as re-attempts of a call (same caller, dialled number,
+    /// trunk, within the window).
+    pub reattempts: u64,
+    /// Re-attempts that replaced a still-ringing previous attempt.
+    pub superseded: u64,
+    /// Re-attempts refused at once because the previous attempt was refused for
+    /// overload and its Retry-After had not passed.
+    pub suppressed: u64,
+    /// Re-attempts let through.
+    pub reattempts_allowed: u64,
+    /// Re-attempts refused by policy (duplicate delivery, or in progress with reject).
+    pub duplicates_rejected: u64,
+    /// Attempts per distinct call over the last minute (gauge): a carrier whose retry
+    /// behaviour changes shows here first.
+    pub retry_factor: f64,
 }
 
 impl TrunkStats {
@@ -165,6 +180,20 @@ pub struct Stats {
     pub refused: [u64; 8],
     /// Per trunk, in configuration order.
     pub trunks: Vec<TrunkStats>,
+    /// Failovers refused because the retry budget was spent (the call failed fast).
+    pub budget_exhausted: u64,
+    /// Destinations skipped because their circuit breaker was open.
+    pub breaker_skips: u64,
+    /// OPTIONS probes sent to half-open destinations.
+    pub probes_sent: u64,
+    /// Route requests that failed (timeout, or a 5xx answer from the host).
+    pub host_route_errors: u64,
+    /// Calls routed from the cache because the host's routing service was degraded.
+    pub host_bypassed: u64,
+    /// Re-attempt entries now (gauge).
+    pub dedup_entries: u64,
+    /// Re-attempt entries evicted because the table was full.
+    pub dedup_evicted: u64,
     /// Destinations skipped because they were at their concurrency limit.
     pub targets_full: u64,
     /// Load feedback changes of the admitted rate.

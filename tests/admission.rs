@@ -42,7 +42,11 @@ fn concurrency_limit_refuses_statelessly_and_releases_on_end() {
     let again = one(h.send(CARRIER, &refused.bytes()));
     assert_eq!(again.bytes, r.bytes);
     let s = h.engine.stats();
-    assert_eq!(s.refused[Refusal::NodeCalls.index()], 2);
+    assert_eq!(s.refused[Refusal::NodeCalls.index()], 1);
+    assert_eq!(
+        s.retransmissions_absorbed, 1,
+        "the retransmission replays the refusal"
+    );
     assert_eq!(
         h.engine.table_sizes().calls,
         2,

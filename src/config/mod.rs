@@ -5,7 +5,7 @@ use std::time::Duration;
 
 mod toml;
 
-use crate::guard::{AdmissionConfig, RejectPolicy};
+use crate::guard::{AdmissionConfig, RejectPolicy, RetryConfig};
 use crate::route::{NumberPlan, RouteEntry, RoutingTable, Target};
 use crate::transaction::Timers;
 use crate::wire;
@@ -162,6 +162,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Admission control: trunks, limits, shedding, drain, load feedback.
     pub admission: AdmissionConfig,
+    /// Retry hygiene: re-attempt dedup, failover budget, breakers.
+    pub retry: RetryConfig,
     /// Value of the Server header on responses the engine generates (none if empty).
     pub server_name: String,
     /// Seed for every random draw (tags, branches, jitter, shedding). Use a random seed
@@ -178,6 +180,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             proxy: ProxyConfig::default(),
             admission: AdmissionConfig::default(),
+            retry: RetryConfig::default(),
             server_name: "ringfence".into(),
             seed: 0x5eed_5eed_5eed_5eed,
         }

@@ -11,6 +11,9 @@
 //! no state behind, so a retry storm cannot fill the tables, and the Retry-After jitter
 //! is keyed by the request so a retransmission gets byte-identical bytes.
 
+mod breaker;
+mod budget;
+pub(crate) mod dedup;
 mod feedback;
 mod gcra;
 mod ledger;
@@ -21,6 +24,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+pub(crate) use breaker::Breakers;
+pub use breaker::{BreakerConfig, BreakerState};
+pub use budget::BudgetConfig;
+pub(crate) use budget::RetryBudget;
+pub use dedup::{AfterAnswer, DedupPolicy, InProgress};
 pub(crate) use feedback::Change;
 pub use feedback::FeedbackConfig;
 pub use ledger::NodeLedger;
@@ -72,6 +80,8 @@ pub struct TrunkConfig {
     pub reject: RejectPolicy,
     /// What a downstream 503 becomes for this trunk (default: the proxy's setting).
     pub downstream_503_status: Option<u16>,
+    /// How this trunk's re-attempts are handled.
+    pub dedup: DedupPolicy,
 }
 
 impl TrunkConfig {
@@ -85,6 +95,40 @@ impl TrunkConfig {
             burst: 10,
             reject: RejectPolicy::default(),
             downstream_503_status: None,
+            dedup: DedupPolicy::default(),
+        }
+    }
+}
+
+/// Retry hygiene: re-attempt table size, failover budget, circuit breakers, and what
+/// happens when the host's routing service fails.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryConfig {
+    /// Re-attempts remembered at most (oldest evicted first, counted).
+    pub dedup_capacity: usize,
+    /// The failover budget.
+    pub budget: BudgetConfig,
+    /// Circuit breakers per destination.
+    pub breaker: BreakerConfig,
+    /// Share of failed route requests (timeouts, 5xx answers) over the last samples at
+    /// which the host's routing service is considered down (default 0.5).
+    pub host_failure_ratio: f64,
+    /// Route requests needed before that share is judged (default 10).
+    pub host_min_samples: u32,
+    /// How long the engine stops asking a failed routing service and routes from its
+    /// last-known-good cache instead (default 10 s).
+    pub host_cool_down: std::time::Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            dedup_capacity: 200_000,
+            budget: BudgetConfig::default(),
+            breaker: BreakerConfig::default(),
+            host_failure_ratio: 0.5,
+            host_min_samples: 10,
+            host_cool_down: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -197,6 +241,19 @@ impl Refusal {
             Refusal::Shed => "shed",
         }
     }
+}
+
+/// How a statelessly refused INVITE was answered, so a retransmission of it gets the
+/// same answer (the call is never admitted halfway through its own retransmissions).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum RefusalMemo {
+    /// Refused by admission: rebuilt from the policy (deterministic bytes).
+    Policy {
+        trunk: Option<TrunkId>,
+        why: Refusal,
+    },
+    /// Refused by the re-attempt policy with exactly this status and Retry-After.
+    Status { status: u16, retry_after: u32 },
 }
 
 /// One engine's view of admission: the shared ledger plus what is per engine (the

@@ -19,7 +19,8 @@ use crate::engine::{
     CallError, CallHandle, EndReason, Engine, Event, RouteDecision, SmallText, TxOwner,
     response_target,
 };
-use crate::guard::{Refusal, Slot, TargetSlot, TrunkId};
+use crate::guard::dedup::Previous;
+use crate::guard::{AfterAnswer, InProgress, Refusal, Slot, TargetSlot, TrunkId};
 use crate::route::{Target, attempt_order, normalize};
 use crate::slab::Key;
 use crate::status::reason;
@@ -62,6 +63,10 @@ pub(crate) struct Call {
     pub(crate) slot: Option<Slot>,
     /// Its place on the destination being tried.
     pub(crate) target_slot: Option<TargetSlot>,
+    /// Its key in the re-attempt table (none for anonymous callers).
+    pub(crate) dedup: Option<u64>,
+    /// Whether a target has been tried (later tries spend the retry budget).
+    pub(crate) attempted: bool,
 }
 
 impl Call {
@@ -131,6 +136,15 @@ pub(crate) fn transport_token(t: Transport) -> &'static str {
     }
 }
 
+/// The Retry-After of a response, in seconds.
+fn retry_after(msg: &Message<'_>) -> Option<u32> {
+    let h = msg
+        .headers()
+        .find(|h| h.kind == crate::wire::HeaderName::RetryAfter)?;
+    let digits = h.value.iter().take_while(|c| c.is_ascii_digit()).count();
+    std::str::from_utf8(&h.value[..digits]).ok()?.parse().ok()
+}
+
 fn lossy(b: &[u8]) -> Box<str> {
     String::from_utf8_lossy(b).into()
 }
@@ -144,6 +158,9 @@ impl Engine {
         local: SocketAddr,
         transport: Transport,
     ) {
+        if self.replay_refusal(msg, remote, local, transport) {
+            return;
+        }
         // Admission comes first: a refused call leaves no state behind.
         let Some(trunk) = self.admission.classify(remote) else {
             self.refuse(msg, remote, local, transport, None, Refusal::UnknownSource);
@@ -151,20 +168,104 @@ impl Engine {
         };
         let plan = self.routes.plan();
         let number = msg.request_user().and_then(|u| normalize(u, plan));
-        let caller: Box<str> = msg
-            .calling()
-            .map(|u| normalize(u, plan).map_or_else(|| lossy(u), Into::into))
-            .unwrap_or_default();
+        let caller_number = msg.calling().and_then(|u| normalize(u, plan));
+        let caller: Box<str> = match &caller_number {
+            Some(n) => n.as_str().into(),
+            None => lossy(msg.calling().unwrap_or_default()),
+        };
         if let Some(t) = self.stats.trunks.get_mut(trunk) {
             t.offered += 1;
         }
+        // Carrier re-attempts (guard::dedup) are recognised before admission, so a
+        // suppressed one spends no tokens.
+        let policy = self
+            .cfg
+            .admission
+            .trunks
+            .get(trunk)
+            .map(|t| t.dedup.clone())
+            .unwrap_or_default();
+        let key = if policy.enabled {
+            self.dedup
+                .key(trunk, caller_number.as_deref(), number.as_deref())
+        } else {
+            None
+        };
+        let previous = key.and_then(|k| self.dedup.get(k, self.now));
+        if let Some(w) = self.retry_windows.get_mut(trunk) {
+            w.record(self.now, previous.is_some());
+        }
+        let mut inherited = None;
+        if let Some(prev) = previous {
+            let stat = |e: &mut Engine, f: fn(&mut crate::stats::TrunkStats)| {
+                if let Some(t) = e.stats.trunks.get_mut(trunk) {
+                    f(t)
+                }
+            };
+            stat(self, |t| t.reattempts += 1);
+            match prev {
+                Previous::InProgress(old) if self.calls.get(old).is_some() => {
+                    match policy.in_progress {
+                        InProgress::Supersede => {
+                            stat(self, |t| t.superseded += 1);
+                            inherited = self.supersede(old);
+                        }
+                        InProgress::Reject(status) => {
+                            stat(self, |t| t.duplicates_rejected += 1);
+                            self.refuse_with(msg, remote, local, transport, status, 0);
+                            return;
+                        }
+                    }
+                }
+                Previous::Refused { until, status, .. }
+                    if policy.suppress_after_refusal && self.now < until =>
+                {
+                    stat(self, |t| t.suppressed += 1);
+                    let left = until.saturating_since(self.now).as_secs_f64().ceil() as u32;
+                    self.refuse_with(msg, remote, local, transport, status, left.max(1));
+                    return;
+                }
+                Previous::Answered(at) if self.now < at + policy.answered_window => {
+                    match policy.after_answer {
+                        AfterAnswer::Allow => stat(self, |t| t.reattempts_allowed += 1),
+                        AfterAnswer::Reject(status) => {
+                            stat(self, |t| t.duplicates_rejected += 1);
+                            self.refuse_with(msg, remote, local, transport, status, 0);
+                            return;
+                        }
+                    }
+                }
+                _ => stat(self, |t| t.reattempts_allowed += 1),
+            }
+        }
         let protected = self.admission.is_protected(number.as_deref());
-        let now = self.ledger_now();
-        let slot = match self.admission.admit(now, trunk, protected, &mut self.rng) {
-            Ok(slot) => slot,
-            Err(why) => {
-                self.refuse(msg, remote, local, transport, Some(trunk), why);
-                return;
+        let slot = match inherited {
+            Some(slot) => slot,
+            None => {
+                let now = self.ledger_now();
+                match self.admission.admit(now, trunk, protected, &mut self.rng) {
+                    Ok(slot) => slot,
+                    Err(why) => {
+                        let (status, retry) =
+                            self.refuse(msg, remote, local, transport, Some(trunk), why);
+                        if let Some(k) = key
+                            && retry > 0
+                        {
+                            let until = self.now + std::time::Duration::from_secs(retry as u64);
+                            self.dedup.set(
+                                k,
+                                Previous::Refused {
+                                    until,
+                                    status,
+                                    retry_after: retry,
+                                },
+                                self.now,
+                                policy.window,
+                            );
+                        }
+                        return;
+                    }
+                }
             }
         };
         let Some(server) = self.new_server_tx(msg, remote, local, transport, TxOwner::Uas) else {
@@ -179,7 +280,11 @@ impl Engine {
             self.respond(server, Some(msg), 483, reason(483), b"");
             return;
         }
-        if self.calls.is_full() {
+        // Every call in set-up may need a dialog: admit it only while the dialog table
+        // has room for all of them, so an answer always finds its dialog a place.
+        if self.calls.is_full()
+            || self.calls.len() + self.dialogs.len() >= self.cfg.proxy.max_dialogs
+        {
             self.stats.table_full += 1;
             let retry = SmallText::new(format_args!(
                 "Retry-After: {}\r\n",
@@ -213,12 +318,18 @@ impl Engine {
             trunk,
             slot: Some(slot),
             target_slot: None,
+            dedup: key,
+            attempted: false,
         };
         let Ok(id) = self.calls.insert(call) else {
             return;
         };
         if let Some(e) = self.txs.servers.get_mut(server) {
             e.owner = TxOwner::Call(id);
+        }
+        if let Some(k) = key {
+            self.dedup
+                .set(k, Previous::InProgress(id), self.now, policy.window);
         }
         self.stats.calls_started += 1;
         let c = &self.calls.get(id).expect("just inserted");
@@ -247,7 +358,51 @@ impl Engine {
         }
     }
 
+    /// Routes a call from the last-known-good cache (the host did not answer, failed,
+    /// or is being bypassed), else rejects it with the route failure status.
+    fn route_from_cache(&mut self, id: Key) {
+        let cached = self
+            .calls
+            .get(id)
+            .and_then(|c| c.number.as_deref())
+            .and_then(|n| self.lkg.get(n));
+        match cached {
+            Some(targets) => {
+                self.stats.route_fallbacks += 1;
+                self.start_targets(id, targets);
+            }
+            None => self.reject_call(id, self.cfg.routing.route_failure_status),
+        }
+    }
+
+    /// Records how a route request went; reports the routing service degrading.
+    fn host_outcome(&mut self, ok: bool) {
+        if !ok {
+            self.stats.host_route_errors += 1;
+        }
+        if let Some(degraded) = self.host_health.record(ok, self.now) {
+            self.out.event(Event::RoutingDegraded { degraded });
+        }
+    }
+
     fn ask_host(&mut self, id: Key) {
+        let (degraded, change) = self.host_health.degraded(self.now);
+        if let Some(d) = change {
+            self.out.event(Event::RoutingDegraded { degraded: d });
+        }
+        if degraded {
+            self.stats.host_bypassed += 1;
+            let known = self
+                .calls
+                .get(id)
+                .and_then(|c| c.number.as_deref())
+                .and_then(|n| self.routes.lookup(n).or_else(|| self.lkg.get(n)));
+            match known.or_else(|| self.routes.default_route()) {
+                Some(targets) => self.start_targets(id, targets),
+                None => self.reject_call(id, self.cfg.routing.route_failure_status),
+            }
+            return;
+        }
         let deadline = self.now + self.cfg.routing.route_request_timeout;
         let Some(call) = self.calls.get_mut(id) else {
             return;
@@ -276,13 +431,22 @@ impl Engine {
         match decision {
             RouteDecision::Targets(t) if t.is_empty() => Err(CallError::NoTargets),
             RouteDecision::Targets(t) => {
+                self.host_outcome(true);
                 self.start_targets(id, Arc::from(t));
+                Ok(())
+            }
+            // A 5xx is the routing service failing, not a decision: the engine does not
+            // ask again, it uses what worked before.
+            RouteDecision::Reject(status) if (500..600).contains(&status) => {
+                self.host_outcome(false);
+                self.route_from_cache(id);
                 Ok(())
             }
             RouteDecision::Reject(status) if !(400..=699).contains(&status) => {
                 Err(CallError::InvalidStatus)
             }
             RouteDecision::Reject(status) => {
+                self.host_outcome(true);
                 let status = if status == 503 {
                     self.cfg.proxy.downstream_503_status
                 } else {
@@ -306,8 +470,9 @@ impl Engine {
         self.try_next_target(id);
     }
 
-    /// Forwards to the next target, or answers upstream with the best final when none
-    /// is left.
+    /// Forwards to the next target whose breaker is closed, or answers upstream with
+    /// the best final when none is left. Every try after the first spends from the
+    /// retry budget; when it is empty the call fails fast.
     fn try_next_target(&mut self, id: Key) {
         loop {
             let Some(call) = self.calls.get_mut(id) else {
@@ -318,12 +483,71 @@ impl Engine {
                 return;
             };
             call.next += 1;
-            if call.next > 1 {
+            let retry = call.attempted;
+            if !self.breakers.allows(target.addr) {
+                self.stats.breaker_skips += 1;
+                continue;
+            }
+            if retry {
+                if !self.budget.try_retry(self.now) {
+                    self.stats.budget_exhausted += 1;
+                    self.fail_call(id);
+                    return;
+                }
                 self.stats.failovers += 1;
+            } else {
+                self.budget.first_attempt(self.now);
             }
             if self.forward_invite(id, &target) {
+                if let Some(call) = self.calls.get_mut(id) {
+                    call.attempted = true;
+                }
                 return;
             }
+        }
+    }
+
+    /// The carrier re-attempted a call that is still ringing: CANCEL the old leg,
+    /// answer the old INVITE 487 and hand its capacity slot to the new attempt.
+    fn supersede(&mut self, old: Key) -> Option<Slot> {
+        let call = self.calls.get_mut(old)?;
+        let slot = call.slot.take();
+        let (server, branch) = (call.server, call.branch);
+        if let Some(cid) = branch {
+            self.abandon_branch(cid);
+        }
+        if self
+            .txs
+            .servers
+            .get(server)
+            .is_some_and(|e| !e.tx.answered())
+        {
+            self.respond(server, None, 487, reason(487), b"");
+        }
+        self.end_call(old, EndReason::Superseded);
+        slot
+    }
+
+    /// Feeds a destination's answer (or silence) to its circuit breaker.
+    pub(crate) fn breaker_signal(
+        &mut self,
+        target: SocketAddr,
+        status: Option<u16>,
+        retry_after: Option<u32>,
+    ) {
+        let change = match status {
+            None => self.breakers.failure(target, true, self.now),
+            Some(503) if retry_after.is_some() => {
+                let secs = retry_after.unwrap_or(0).clamp(1, 3600) as u64;
+                self.breakers
+                    .unavailable(target, std::time::Duration::from_secs(secs), self.now)
+            }
+            Some(500 | 502 | 503 | 504) => self.breakers.failure(target, false, self.now),
+            Some(_) => self.breakers.success(target),
+        };
+        if let Some((target, state)) = change {
+            self.out.event(Event::BreakerChanged { target, state });
+            self.schedule_guard();
         }
     }
 
@@ -474,7 +698,19 @@ impl Engine {
         let Some(status) = msg.status() else {
             return;
         };
+        if status > 100
+            && let Some(dest) = self.txs.clients.get(cid).map(|e| e.dest)
+        {
+            self.breaker_signal(dest, Some(status), retry_after(msg));
+        }
         let current = self.calls.get(call).is_some_and(|c| c.branch == Some(cid));
+        if !abandoned && !current && (200..300).contains(&status) && self.answers_dialog(msg) {
+            // A retransmission of the 2xx that answered the call (the caller's ACK has
+            // not reached the callee yet): relayed upstream like the first (RFC 6026
+            // §8.4), never mistaken for a stray answer and hung up.
+            self.relay_upstream(server, msg);
+            return;
+        }
         if abandoned || !current {
             self.on_abandoned_response(cid, msg, status);
             return;
@@ -532,8 +768,23 @@ impl Engine {
         }
     }
 
+    /// Whether a response belongs to a dialog the proxy tracks (same Call-ID and tags).
+    fn answers_dialog(&self, msg: &Message<'_>) -> bool {
+        match (msg.from_tag(), msg.to_tag()) {
+            (Some(from), Some(to)) => self.dialogs.find(msg.call_id(), from, to).is_some(),
+            _ => false,
+        }
+    }
+
     /// The current branch timed out (Timer B): a 408 for failover purposes.
-    pub(crate) fn on_branch_timeout(&mut self, cid: Key, call: Key, abandoned: bool) {
+    pub(crate) fn on_branch_timeout(
+        &mut self,
+        cid: Key,
+        call: Key,
+        abandoned: bool,
+        dest: SocketAddr,
+    ) {
+        self.breaker_signal(dest, None, None);
         if abandoned {
             return;
         }
@@ -654,6 +905,9 @@ impl Engine {
         let Some(mut call) = self.calls.remove(id) else {
             return;
         };
+        if let Some(k) = call.dedup {
+            self.dedup.update(k, Previous::Answered(self.now));
+        }
         let slots = call.slot.take().map(|s| (s, call.target_slot.take()));
         if let Some(d) = call.dialog.and_then(|d| self.dialogs.get_mut(d)) {
             d.slots = slots;
@@ -721,10 +975,16 @@ impl Engine {
         let Some(call) = self.calls.remove(id) else {
             return;
         };
+        if let Some(k) = call.dedup
+            && reason != EndReason::Superseded
+        {
+            self.dedup.update(k, Previous::Failed);
+        }
         if let Some(d) = call.dialog {
             self.dialogs.remove(d);
         }
         match reason {
+            EndReason::Superseded => {}
             EndReason::Cancelled => self.stats.calls_cancelled += 1,
             EndReason::NoAnswer => self.stats.calls_no_answer += 1,
             _ => self.stats.calls_rejected += 1,
@@ -746,7 +1006,12 @@ impl Engine {
         if let TxOwner::Branch { abandoned, .. } = &mut e.owner {
             *abandoned = true;
         }
-        if e.tx.state == ClientState::Proceeding {
+        // Nothing guards the branch once the call is gone (no Timer C): if no final
+        // comes, the transaction ends 64·T1 from now (RFC 3261 §9.1).
+        e.tx.abandon(self.now, &self.cfg.timers);
+        let proceeding = e.tx.state == ClientState::Proceeding;
+        self.schedule_client(cid);
+        if proceeding {
             self.send_cancel(cid);
         }
     }
@@ -754,12 +1019,18 @@ impl Engine {
     /// Sends one CANCEL for client INVITE `cid` (never a second).
     fn send_cancel(&mut self, cid: Key) {
         let limits = self.cfg.wire;
-        let Some(e) = self.txs.clients.get(cid) else {
+        let Some(e) = self.txs.clients.get_mut(cid) else {
             return;
         };
         if e.cancel.is_some() || e.tx.finished() {
             return;
         }
+        // The INVITE ends 64·T1 after its CANCEL even if no final ever comes.
+        e.tx.abandon(self.now, &self.cfg.timers);
+        self.schedule_client(cid);
+        let Some(e) = self.txs.clients.get(cid) else {
+            return;
+        };
         let (dest, local, transport) = (e.dest, e.local, e.transport);
         let cancel = self.send_request(
             false,
@@ -866,14 +1137,8 @@ impl Engine {
         if c.route_by.is_some_and(|t| t <= now) {
             c.route_by = None;
             self.stats.route_timeouts += 1;
-            let cached = c.number.as_deref().and_then(|n| self.lkg.get(n));
-            match cached {
-                Some(targets) => {
-                    self.stats.route_fallbacks += 1;
-                    self.start_targets(id, targets);
-                }
-                None => self.reject_call(id, self.cfg.routing.route_failure_status),
-            }
+            self.host_outcome(false);
+            self.route_from_cache(id);
             return;
         }
         if c.timer_c.is_some_and(|t| t <= now) {

@@ -128,3 +128,108 @@ impl Engine {
         }
     }
 }
+
+/// An OPTIONS probe built with rsip's typed model: nothing in it is copied from a
+/// peer, so a typed builder is the clearest way to write it.
+pub(crate) fn options_probe(
+    target: SocketAddr,
+    local: SocketAddr,
+    branch: &str,
+    call_id: &str,
+    tag: &str,
+) -> Vec<u8> {
+    use rsip::headers::{CSeq, CallId, ContentLength, From, MaxForwards, To, Via};
+    // rsip prints IPv6 hosts without brackets; give it the bracketed text.
+    let host = |a: SocketAddr| match a {
+        SocketAddr::V6(v6) => rsip::Host::Domain(format!("[{}]", v6.ip()).into()),
+        SocketAddr::V4(v4) => rsip::Host::IpAddr((*v4.ip()).into()),
+    };
+    let uri = rsip::Uri {
+        scheme: Some(rsip::Scheme::Sip),
+        auth: None,
+        host_with_port: rsip::HostWithPort {
+            host: host(target),
+            port: Some(target.port().into()),
+        },
+        params: Vec::new(),
+        headers: Vec::new(),
+    };
+    let headers: Vec<rsip::Header> = vec![
+        Via::from(format!("SIP/2.0/UDP {local};branch={branch};rport")).into(),
+        MaxForwards::from("70").into(),
+        From::from(format!("<sip:ringfence@{local}>;tag={tag}")).into(),
+        To::from(format!("<{uri}>")).into(),
+        CallId::from(call_id).into(),
+        CSeq::from("1 OPTIONS").into(),
+        ContentLength::from("0").into(),
+    ];
+    let req = rsip::Request {
+        method: rsip::Method::Options,
+        uri,
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body: Vec::new(),
+    };
+    req.to_string().into_bytes()
+}
+
+impl Engine {
+    /// Probes a half-open destination with OPTIONS.
+    pub(crate) fn send_probe(&mut self, target: SocketAddr) {
+        let Some(local) = self.last_local else {
+            return;
+        };
+        let seq = self.rng.next_u64();
+        let sent = self.send_request(
+            false,
+            target,
+            local,
+            Transport::Udp,
+            TxOwner::Probe(target),
+            |_, branch, out| {
+                let call_id = format!("probe-{seq:016x}@ringfence");
+                let tag = format!("{:08x}", seq as u32);
+                out.extend_from_slice(&options_probe(
+                    target,
+                    local,
+                    std::str::from_utf8(branch).unwrap_or_default(),
+                    &call_id,
+                    &tag,
+                ));
+                true
+            },
+        );
+        if sent.is_some() {
+            self.stats.probes_sent += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Limits, Method, scan};
+
+    #[test]
+    fn probes_scan_as_options_to_the_target() {
+        for (t, l) in [
+            ("192.0.2.20:5080", "192.0.2.10:5060"),
+            ("[2001:db8::20]:5080", "[2001:db8::10]:5060"),
+        ] {
+            let bytes = options_probe(
+                t.parse().unwrap(),
+                l.parse().unwrap(),
+                "z9hG4bKrf1.0.ab",
+                "c1@x",
+                "t1",
+            );
+            let m = scan(&bytes, &Limits::default())
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&bytes)));
+            assert_eq!(m.method(), Some(Method::Options));
+            assert_eq!(m.request_uri().unwrap(), format!("sip:{t}").as_bytes());
+            assert_eq!(m.branch(), Some(&b"z9hG4bKrf1.0.ab"[..]));
+            assert_eq!(m.max_forwards(), Some(70));
+            assert_eq!(m.from_tag(), Some(&b"t1"[..]));
+        }
+    }
+}

@@ -40,6 +40,7 @@ impl Engine {
             return;
         };
         let from_caller = d.from_caller(msg.from_tag().unwrap_or_default());
+        let confirmed = d.state == DialogState::Confirmed;
         let to = if from_caller { &d.callee } else { &d.caller };
         let (dest, out_local, out_transport) = (to.addr, to.local, to.transport);
         if method == Some(Method::Ack) {
@@ -55,6 +56,9 @@ impl Engine {
         ) else {
             return;
         };
+        // Arm its timers now: a non-INVITE gets no 100 of ours, and if the other side
+        // never answers, the transaction must still end (and may send a late 100).
+        self.schedule_server(server);
         if msg.max_forwards() == Some(0) {
             self.stats.too_many_hops += 1;
             self.respond(server, Some(msg), 483, reason(483), b"");
@@ -97,7 +101,8 @@ impl Engine {
                 return;
             }
         }
-        if method == Some(Method::Bye) {
+        // A BYE in an early dialog does not end the call: the INVITE's final does.
+        if method == Some(Method::Bye) && confirmed {
             self.end_dialog(
                 key,
                 EndReason::Hangup {

@@ -66,6 +66,9 @@ pub(crate) struct ClientTx {
     retransmit_at: Option<Time>,
     timeout_at: Option<Time>,
     end_at: Option<Time>,
+    /// Set when the transaction user gave up on an INVITE (CANCEL sent or due): the
+    /// transaction times out then if no final came. Provisionals do not clear it.
+    give_up_at: Option<Time>,
 }
 
 impl ClientTx {
@@ -93,6 +96,17 @@ impl ClientTx {
             retransmit_at: (!reliable).then(|| now + interval),
             timeout_at: Some(now + timers.t1x64()),
             end_at: None,
+            give_up_at: None,
+        }
+    }
+
+    /// The transaction user no longer wants this INVITE (it is being cancelled): if no
+    /// final response arrives within 64·T1, the transaction times out (RFC 3261 §9.1),
+    /// whatever provisionals arrive meanwhile. Without this an INVITE in Proceeding,
+    /// which has no timer of its own, would wait forever for a final.
+    pub(crate) fn abandon(&mut self, now: Time, timers: &Timers) {
+        if self.invite && !self.finished() && self.give_up_at.is_none() {
+            self.give_up_at = Some(now + timers.t1x64());
         }
     }
 
@@ -144,6 +158,7 @@ impl ClientTx {
                 self.retransmit_at = None;
                 self.timeout_at = None;
                 self.end_at = Some(now + timers.t1x64()); // Timer M
+                self.give_up_at = None;
                 ClientOutcome::Deliver
             }
             (Calling | Proceeding, _) if self.invite => {
@@ -152,6 +167,7 @@ impl ClientTx {
                 self.retransmit_at = None;
                 self.timeout_at = None;
                 self.end_at = Some(now + timers.d(self.reliable)); // Timer D
+                self.give_up_at = None;
                 ClientOutcome::DeliverAndAck
             }
             (Trying | Proceeding, _) => {
@@ -170,10 +186,15 @@ impl ClientTx {
 
     /// The earliest time this transaction needs [`Self::on_timer`].
     pub(crate) fn next_wake(&self) -> Option<Time> {
-        [self.retransmit_at, self.timeout_at, self.end_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.retransmit_at,
+            self.timeout_at,
+            self.end_at,
+            self.give_up_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs whatever is due at `now`, one thing per call (call again until `Nothing`).
@@ -182,8 +203,9 @@ impl ClientTx {
             self.end_at = None;
             return ClientFired::Terminated;
         }
-        if self.timeout_at.is_some_and(|t| t <= now) {
+        if self.timeout_at.is_some_and(|t| t <= now) || self.give_up_at.is_some_and(|t| t <= now) {
             self.timeout_at = None;
+            self.give_up_at = None;
             self.retransmit_at = None;
             return ClientFired::Timeout;
         }
