@@ -16,6 +16,7 @@ use crate::guard::{
     TrunkId, oc,
 };
 use crate::hash::digest;
+use crate::health::{BypassSignal, Health, HealthState, Inputs, NodeReport, Override};
 use crate::output::{Output, Transmit};
 use crate::proxy::Call;
 use crate::rng::Rng;
@@ -83,6 +84,18 @@ pub enum Event {
     RoutingDegraded {
         /// Whether it is degraded now.
         degraded: bool,
+    },
+    /// The node's health state changed.
+    #[non_exhaustive]
+    HealthChanged {
+        /// The previous state.
+        from: HealthState,
+        /// The new state.
+        to: HealthState,
+        /// The score at the change.
+        score: f64,
+        /// Why.
+        reason: crate::health::Reason,
     },
     /// Load feedback changed the rate this node admits.
     #[non_exhaustive]
@@ -237,6 +250,13 @@ pub struct Engine {
     guard_scheduled: Option<Time>,
     /// The local address traffic last arrived on (probes go out from it).
     pub(crate) last_local: Option<SocketAddr>,
+    pub(crate) health: Health,
+    /// When health was last evaluated (it is evaluated lazily, at most every 100 ms).
+    health_at: Option<Time>,
+    /// When the health timer is scheduled (only while health is unsettled).
+    health_scheduled: Option<Time>,
+    /// The host's last load report.
+    reported_load: f64,
     /// Whether `Event::Drained` was emitted for the current drain.
     drained_reported: bool,
     pub(crate) timers: TimerQueue,
@@ -359,6 +379,10 @@ impl Engine {
             ),
             guard_scheduled: None,
             last_local: None,
+            health: Health::new(&config.health),
+            health_at: None,
+            health_scheduled: None,
+            reported_load: 0.0,
             drained_reported: false,
             txs: Table::new(config.limits.max_transactions, config.seed),
             calls: Slab::with_capacity(config.proxy.max_calls),
@@ -406,6 +430,7 @@ impl Engine {
         self.on_message(remote, local, Transport::Udp, data);
         self.run_timers();
         self.check_drained();
+        self.update_health(false);
     }
 
     /// Advances time: runs every timer due at `now`.
@@ -413,6 +438,7 @@ impl Engine {
         self.advance(now);
         self.run_timers();
         self.check_drained();
+        self.update_health(false);
     }
 
     /// When [`Engine::handle_timeout`] should next be called, if ever.
@@ -495,6 +521,7 @@ impl Engine {
         if !utilisation.is_finite() || utilisation < 0.0 {
             return;
         }
+        self.reported_load = utilisation;
         let ledger = self.admission.ledger.clone();
         let ns = ledger.ns(now);
         let admitted = ledger.admitted.load(std::sync::atomic::Ordering::Relaxed);
@@ -519,6 +546,103 @@ impl Engine {
                 calls_per_second: limit,
                 measured,
             });
+        }
+    }
+
+    /// Re-evaluates health (at most every 100 ms unless `force`) and reports a change.
+    fn update_health(&mut self, force: bool) {
+        if !force
+            && self
+                .health_at
+                .is_some_and(|t| self.now.saturating_since(t) < Duration::from_millis(100))
+        {
+            return;
+        }
+        self.health_at = Some(self.now);
+        let trunks = self.stats.trunks.len();
+        let retry_factor = (0..trunks)
+            .filter_map(|i| self.retry_windows.get(i).map(|w| w.factor(self.now)))
+            .fold(1.0, f64::max);
+        let known = self.routes.target_count().max(1);
+        let inputs = Inputs {
+            utilisation: self
+                .admission
+                .pressure(self.ledger_now(), usize::MAX)
+                .max(self.reported_load),
+            open_breaker_share: (self.breakers.open_count() as f64 / known as f64).min(1.0),
+            retry_factor,
+            draining: self.is_draining(),
+        };
+        if let Some((from, to)) = self.health.evaluate(self.now, &inputs) {
+            let score = self.health.last_score();
+            self.out.event(Event::HealthChanged {
+                from,
+                to,
+                score: score.value,
+                reason: score.reason,
+            });
+        }
+        // While not healthy (or a change is pending) the window must keep being read
+        // even with no traffic, or an idle node would never notice its recovery. A
+        // healthy node needs no timer and the engine can idle.
+        if self.health.unsettled() && self.health_scheduled.is_none() {
+            let at = self.now + self.health.bucket_len();
+            self.health_scheduled = Some(at);
+            self.timers.schedule(at, Owner::Health);
+        }
+    }
+
+    /// The node's health state.
+    pub fn health(&mut self, now: Instant) -> HealthState {
+        self.advance(now);
+        self.update_health(true);
+        self.health.state()
+    }
+
+    /// Forces the health state (or returns it to the score with [`Override::Auto`]).
+    pub fn set_health_override(&mut self, now: Instant, o: Override) {
+        self.advance(now);
+        self.health.set_override(o);
+        self.update_health(true);
+    }
+
+    /// The bypass signal for the number-insertion side, stamped with the host's
+    /// wall-clock time in Unix milliseconds (the engine has no clock of its own).
+    pub fn bypass_signal(&mut self, now: Instant, wall_ms: u64) -> BypassSignal {
+        self.advance(now);
+        self.update_health(true);
+        self.health.signal(wall_ms)
+    }
+
+    /// This node's report for the fleet view.
+    pub fn node_report(&mut self, now: Instant, node: &str, wall_ms: u64) -> NodeReport {
+        self.advance(now);
+        self.update_health(true);
+        let ledger = self.admission.ledger.clone();
+        let measured = ledger.feedback.lock().measured();
+        // What the node can really take: the rate load feedback settled on, else what
+        // it admits divided by how busy that makes it, else the configured rate.
+        let capacity = ledger
+            .adaptive_rate()
+            .or_else(|| {
+                measured
+                    .filter(|_| self.reported_load > 0.05)
+                    .map(|m| m / self.reported_load)
+            })
+            .or(self.cfg.admission.calls_per_second)
+            .unwrap_or(0.0);
+        let window = self.cfg.health.bucket.as_secs_f64() * self.cfg.health.buckets as f64;
+        let score = self.health.last_score();
+        NodeReport {
+            node: node.to_owned(),
+            state: self.health.state(),
+            score: score.value,
+            capacity_cps: capacity,
+            active_calls: self.active_calls() as u64,
+            calls_per_second: self.health.offered_in_window(self.now) as f64 / window.max(1e-9),
+            draining: self.is_draining(),
+            issued_at_ms: wall_ms,
+            ttl_ms: self.cfg.health.signal_ttl.as_millis() as u64,
         }
     }
 
@@ -561,6 +685,8 @@ impl Engine {
                 .map_or(1.0, |w| w.factor(self.now));
         }
         s.dedup_entries = self.dedup.len() as u64;
+        s.health = self.health.state();
+        s.health_score = self.health.last_score().value;
         s.dedup_evicted = self.dedup.evicted();
         for (_, d) in self.dialogs.iter() {
             match d.state {
@@ -1108,6 +1234,9 @@ impl Engine {
         if let Some(t) = trunk.and_then(|t| self.stats.trunks.get_mut(t)) {
             t.refused[why.index()] += 1;
         }
+        if why != Refusal::UnknownSource {
+            self.health.refused(self.now, why == Refusal::Draining);
+        }
         self.memo_refusal(msg, RefusalMemo::Policy { trunk, why });
         self.send_policy_refusal(msg, remote, local, transport, trunk, why)
     }
@@ -1393,6 +1522,12 @@ impl Engine {
                         self.on_guard_timer();
                     }
                 }
+                Owner::Health => {
+                    if self.health_scheduled == Some(t) {
+                        self.health_scheduled = None;
+                        self.update_health(true);
+                    }
+                }
             }
         }
         self.compact_timers();
@@ -1419,6 +1554,7 @@ impl Engine {
                 }
                 ServerFired::Unanswered => {
                     self.stats.unanswered += 1;
+                    self.health.failed(self.now);
                     let (invite, owner) = (e.tx.invite, e.owner);
                     if !invite {
                         // RFC 4320: no 408 to a non-INVITE; the client's Timer F ends it.
@@ -1491,6 +1627,7 @@ impl Engine {
             Owner::Call(id) => self.calls.get(id).is_some_and(|c| c.scheduled == Some(t)),
             Owner::Dialog(id) => self.dialogs.get(id).is_some_and(|d| d.scheduled == Some(t)),
             Owner::Guard => self.guard_scheduled == Some(t),
+            Owner::Health => self.health_scheduled == Some(t),
         }
     }
 

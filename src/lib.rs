@@ -65,6 +65,7 @@ mod dialog;
 mod engine;
 pub mod guard;
 mod hash;
+pub mod health;
 mod output;
 mod proxy;
 mod rng;

@@ -253,6 +253,20 @@ impl RoutingTable {
             .map(|(_, t)| t.clone())
     }
 
+    /// Distinct destinations named anywhere in the table.
+    pub(crate) fn target_count(&self) -> usize {
+        let mut all: Vec<std::net::SocketAddr> = self
+            .exact
+            .values()
+            .chain(self.prefixes.iter().map(|(_, t)| t))
+            .chain(self.default.iter())
+            .flat_map(|t| t.iter().map(|t| t.addr))
+            .collect();
+        all.sort();
+        all.dedup();
+        all.len()
+    }
+
     /// The default route, for numbers nothing else matches.
     pub fn default_route(&self) -> Option<Arc<[Target]>> {
         self.default.clone()

@@ -15,8 +15,10 @@ pub(crate) enum Owner {
     ClientTx(Key),
     Call(Key),
     Dialog(Key),
-    /// Periodic housekeeping of the guard layer (dedup expiry, windows).
+    /// The guard layer: breaker cool-downs.
     Guard,
+    /// Health re-evaluation while not healthy or a change is pending.
+    Health,
 }
 
 #[derive(Debug, Default)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 mod toml;
 
 use crate::guard::{AdmissionConfig, RejectPolicy, RetryConfig};
+use crate::health::HealthConfig;
 use crate::route::{NumberPlan, RouteEntry, RoutingTable, Target};
 use crate::transaction::Timers;
 use crate::wire;
@@ -164,6 +165,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     /// Retry hygiene: re-attempt dedup, failover budget, breakers.
     pub retry: RetryConfig,
+    /// Health score, bypass state machine and signal.
+    pub health: HealthConfig,
     /// Value of the Server header on responses the engine generates (none if empty).
     pub server_name: String,
     /// Seed for every random draw (tags, branches, jitter, shedding). Use a random seed
@@ -181,6 +184,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             admission: AdmissionConfig::default(),
             retry: RetryConfig::default(),
+            health: HealthConfig::default(),
             server_name: "ringfence".into(),
             seed: 0x5eed_5eed_5eed_5eed,
         }

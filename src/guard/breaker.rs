@@ -179,6 +179,14 @@ impl Breakers {
             .min()
     }
 
+    /// Destinations whose breaker is open or half-open.
+    pub(crate) fn open_count(&self) -> usize {
+        self.map
+            .values()
+            .filter(|b| b.state != BreakerState::Closed)
+            .count()
+    }
+
     pub(crate) fn probing(&self) -> bool {
         self.cfg.probe
     }

@@ -176,6 +176,7 @@ impl Engine {
         if let Some(t) = self.stats.trunks.get_mut(trunk) {
             t.offered += 1;
         }
+        self.health.offered(self.now);
         // Carrier re-attempts (guard::dedup) are recognised before admission, so a
         // suppressed one spends no tokens.
         let policy = self
@@ -371,7 +372,10 @@ impl Engine {
                 self.stats.route_fallbacks += 1;
                 self.start_targets(id, targets);
             }
-            None => self.reject_call(id, self.cfg.routing.route_failure_status),
+            None => {
+                self.health.failed(self.now);
+                self.reject_call(id, self.cfg.routing.route_failure_status)
+            }
         }
     }
 
@@ -390,7 +394,10 @@ impl Engine {
         if let Some(d) = change {
             self.out.event(Event::RoutingDegraded { degraded: d });
         }
-        if degraded {
+        // Two-sided bypass: while the node is in bypass, calls still arriving on
+        // tracking numbers take the fast path without asking the host.
+        let bypass = self.health.state() == crate::health::HealthState::Bypass;
+        if degraded || bypass {
             self.stats.host_bypassed += 1;
             let known = self
                 .calls

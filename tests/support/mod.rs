@@ -72,6 +72,8 @@ pub struct Harness {
     pub log: Vec<Sent>,
     /// Everything emitted so far, in order.
     pub events: Vec<Event>,
+    /// Every event with the virtual time it was collected at.
+    pub event_times: Vec<(Duration, Event)>,
 }
 
 impl Harness {
@@ -84,6 +86,7 @@ impl Harness {
             local: addr(NODE),
             log: Vec::new(),
             events: Vec::new(),
+            event_times: Vec::new(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Harness {
             });
         }
         while let Some(e) = self.engine.poll_event() {
+            self.event_times.push((at, e.clone()));
             self.events.push(e);
         }
         self.log.extend(out.iter().cloned());
@@ -154,6 +158,17 @@ impl Harness {
             out.extend(self.jump().unwrap_or_default());
         }
         out
+    }
+
+    /// Virtual times at which health changed, with the new state.
+    pub fn health_change_times(&self) -> Vec<(Duration, ringfence::health::HealthState)> {
+        self.event_times
+            .iter()
+            .filter_map(|(t, e)| match e {
+                Event::HealthChanged { to, .. } => Some((*t, *to)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -232,4 +247,33 @@ pub fn answer(req: &Sent, status: u16, to_tag: Option<&str>) -> Vec<u8> {
     };
     let contact = format!("Contact: <sip:callee@{}>", req.to);
     sip::response_to(&req.bytes, status, reason, to_tag, &[&contact], "")
+}
+
+impl Harness {
+    /// Answers a route request through [`Engine::route`] at the current virtual time;
+    /// returns the engine's verdict and what it sent.
+    pub fn route(
+        &mut self,
+        call: ringfence::CallHandle,
+        decision: ringfence::RouteDecision,
+    ) -> (Result<(), ringfence::CallError>, Vec<Sent>) {
+        let r = self.engine.route(self.now, call, decision);
+        (r, self.collect())
+    }
+
+    /// Every route request emitted so far, in order: (call, dialled, caller).
+    pub fn route_requests(&self) -> Vec<(ringfence::CallHandle, String, String)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RouteRequest {
+                    call,
+                    dialled,
+                    caller,
+                    ..
+                } => Some((*call, dialled.clone(), caller.clone())),
+                _ => None,
+            })
+            .collect()
+    }
 }
