@@ -1,17 +1,20 @@
 //! A real UDP host for the ringfence engine: one socket, one engine, `std` only.
 //!
 //! ```text
-//! cargo run --release --example router -- [--listen ADDR] [--config FILE] [--for SECS]
+//! cargo run --release --example router -- [--listen ADDR] [--config FILE] [--metrics ADDR] [--for SECS]
 //! ```
 //!
 //! Without `--config` it routes every dialled number to 127.0.0.1:5080. It prints a
-//! status line every second and a summary on Ctrl-C (or after `--for` seconds).
+//! status line every second and a summary on Ctrl-C (or after `--for` seconds). With
+//! `--metrics` it serves `GET /metrics` (Prometheus text), `GET /bypass` (the bypass
+//! signal line for number insertion) and `GET /report` (this node's fleet report).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ringfence::{Config, Engine, Event, Stats};
 
@@ -21,10 +24,11 @@ default_route = ["127.0.0.1:5080"]
 "#;
 
 const USAGE: &str = "\
-usage: router [--listen ADDR] [--config FILE] [--for SECS] [--quiet]
+usage: router [--listen ADDR] [--config FILE] [--metrics ADDR] [--for SECS] [--quiet]
 
   --listen ADDR   UDP address to listen on (default 127.0.0.1:5060)
   --config FILE   TOML configuration (default: route every number to 127.0.0.1:5080)
+  --metrics ADDR  serve /metrics, /bypass and /report over HTTP on ADDR
   --for SECS      exit after SECS seconds with a summary (default: until Ctrl-C)
   --quiet         no per-second status line
   --help          this text";
@@ -32,6 +36,7 @@ usage: router [--listen ADDR] [--config FILE] [--for SECS] [--quiet]
 struct Args {
     listen: SocketAddr,
     config: Option<String>,
+    metrics: Option<SocketAddr>,
     run_for: Option<Duration>,
     quiet: bool,
 }
@@ -40,6 +45,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut args = Args {
         listen: "127.0.0.1:5060".parse().expect("literal"),
         config: None,
+        metrics: None,
         run_for: None,
         quiet: false,
     };
@@ -55,6 +61,12 @@ fn parse_args() -> Result<Option<Args>, String> {
                 })?;
             }
             "--config" => args.config = Some(value("--config")?),
+            "--metrics" => {
+                let v = value("--metrics")?;
+                args.metrics = Some(v.parse().map_err(|_| {
+                    format!("--metrics: {v:?} is not an address like 127.0.0.1:9090")
+                })?);
+            }
             "--for" => {
                 let v = value("--for")?;
                 let s: u64 = v
@@ -125,6 +137,51 @@ fn summary(s: &Stats, elapsed: Duration) {
     );
 }
 
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Answers one HTTP request, if one is waiting: a tiny GET-only server on the router's
+/// own loop (it never blocks for long: short timeouts, one request per connection).
+fn serve_http(listener: &TcpListener, engine: &mut Engine, node: &str) {
+    let Ok((mut conn, _)) = listener.accept() else {
+        return;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+    let mut req = [0u8; 1024];
+    let n = conn.read(&mut req).unwrap_or(0);
+    let line = String::from_utf8_lossy(&req[..n]);
+    let path = line.split_whitespace().nth(1).unwrap_or("");
+    let now = Instant::now();
+    let (status, body) = match path {
+        "/metrics" => {
+            let mut text = String::new();
+            let _ = engine.stats().write_prometheus(&mut text);
+            ("200 OK", text)
+        }
+        "/bypass" => (
+            "200 OK",
+            engine.bypass_signal(now, wall_ms()).render() + "\n",
+        ),
+        "/report" => (
+            "200 OK",
+            engine.node_report(now, node, wall_ms()).render() + "\n",
+        ),
+        _ => (
+            "404 Not Found",
+            "try /metrics, /bypass or /report\n".to_owned(),
+        ),
+    };
+    let _ = write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
 fn run(args: Args) -> Result<(), String> {
     let config = load_config(args.config.as_deref())?;
     let socket = UdpSocket::bind(args.listen).map_err(|e| format!("bind {}: {e}", args.listen))?;
@@ -135,9 +192,23 @@ fn run(args: Args) -> Result<(), String> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .map_err(|e| e.to_string())?;
     }
+    let metrics = match args.metrics {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            Some(l)
+        }
+        None => None,
+    };
     let start = Instant::now();
     let mut engine = Engine::new(config, start).map_err(|e| e.to_string())?;
     println!("ringfence router listening on {local} (Ctrl-C to stop)");
+    if let Some(l) = &metrics {
+        println!(
+            "metrics on http://{}/metrics, bypass signal on /bypass",
+            l.local_addr().map_err(|e| e.to_string())?
+        );
+    }
     let mut buf = vec![0u8; 65_535];
     let mut next_status = start + Duration::from_secs(1);
     let mut last = engine.stats();
@@ -178,6 +249,9 @@ fn run(args: Args) -> Result<(), String> {
             if let Event::RouteRequest { .. } = event {
                 route_requests += 1;
             }
+        }
+        if let Some(l) = &metrics {
+            serve_http(l, &mut engine, &local.to_string());
         }
         if Instant::now() >= next_status {
             let stats = engine.stats();
