@@ -454,6 +454,11 @@ impl Engine {
         self.out.pop_transmit()
     }
 
+    /// Size of the next datagram to send, without taking it (for the C ABI).
+    pub(crate) fn peek_transmit_len(&self) -> Option<usize> {
+        self.out.peek_transmit_len()
+    }
+
     /// The next event. Call until `None` after every `handle_*` call.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {

@@ -63,6 +63,7 @@
 mod config;
 mod dialog;
 mod engine;
+pub mod ffi;
 pub mod guard;
 mod hash;
 pub mod health;

@@ -39,6 +39,7 @@ use std::time::Duration;
 
 pub use fleet::{DeployBudget, Fleet, FleetConfig, FleetDecision, NodeReport};
 pub use text::TextError;
+pub(crate) use text::is_token as is_report_token;
 
 use crate::time::Time;
 
