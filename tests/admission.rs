@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
 
 use ringfence::guard::{Refusal, TrunkConfig};
 use ringfence::{Config, Event};

@@ -60,6 +60,17 @@ impl Gcra {
         }
     }
 
+    /// Returns one event taken by [`Gcra::try_take`] for a call that another limit
+    /// refused afterwards: the rate counts admitted calls, so a refusal spends nothing.
+    pub(crate) fn give_back(&self) {
+        let interval = self.interval.load(Ordering::Relaxed);
+        let _ = self
+            .tat
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |tat| {
+                Some(tat.saturating_sub(interval))
+            });
+    }
+
     /// How much of the burst tolerance is in use at `now`, 0.0 (idle) to 1.0 (at the
     /// limit): the rate pressure the shedding curve reads.
     pub(crate) fn fill(&self, now: u64) -> f64 {
@@ -120,6 +131,22 @@ mod tests {
                 admitted_in_window.len()
             );
         }
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again() {
+        let g = Gcra::new(10.0, 2);
+        assert!((0..3).all(|_| g.try_take(0)));
+        assert!(!g.try_take(0));
+        g.give_back();
+        assert!(g.try_take(0), "the returned token conforms");
+        assert!(!g.try_take(0));
+        // From an idle limiter (schedule behind now) it restores the idle state.
+        let g = Gcra::new(10.0, 0);
+        assert!(g.try_take(5_000 * MS));
+        g.give_back();
+        assert_eq!(g.fill(5_000 * MS), 0.0);
+        assert!(g.try_take(5_000 * MS));
     }
 
     #[test]

@@ -354,23 +354,37 @@ impl Admission {
         if shed > 0.0 && rng.next_f64() < shed {
             return Err(Refusal::Shed);
         }
-        if let Some(t) = l.trunks.get(trunk)
-            && let Some(r) = &t.rate
-            && !r.try_take(now)
-        {
-            return Err(Refusal::TrunkRate);
+        // The rates count admitted calls: a token taken for a call that a later check
+        // refuses is given back, so refusals never spend another limit's allowance.
+        let adaptive = l.adaptive_on.load(Ordering::Acquire);
+        let rates = [
+            (
+                l.trunks.get(trunk).and_then(|t| t.rate.as_ref()),
+                Refusal::TrunkRate,
+            ),
+            (l.rate.as_ref(), Refusal::NodeRate),
+            (adaptive.then_some(&l.adaptive), Refusal::Capacity),
+        ];
+        let give_back = |taken: &[(Option<&gcra::Gcra>, Refusal)]| {
+            taken
+                .iter()
+                .filter_map(|(g, _)| *g)
+                .for_each(|g| g.give_back());
+        };
+        for (i, (rate, why)) in rates.iter().enumerate() {
+            if let Some(r) = rate
+                && !r.try_take(now)
+            {
+                give_back(&rates[..i]);
+                return Err(*why);
+            }
         }
-        if let Some(r) = &l.rate
-            && !r.try_take(now)
-        {
-            return Err(Refusal::NodeRate);
-        }
-        if l.adaptive_on.load(Ordering::Acquire) && !l.adaptive.try_take(now) {
-            return Err(Refusal::Capacity);
-        }
-        l.acquire(trunk, false).map_err(|f| match f {
-            Full::Node => Refusal::NodeCalls,
-            Full::Trunk => Refusal::TrunkCalls,
+        l.acquire(trunk, false).map_err(|f| {
+            give_back(&rates);
+            match f {
+                Full::Node => Refusal::NodeCalls,
+                Full::Trunk => Refusal::TrunkCalls,
+            }
         })
     }
 }

@@ -277,3 +277,6 @@ impl Harness {
             .collect()
     }
 }
+
+/// Admission test helpers.
+pub mod adm;
