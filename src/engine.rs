@@ -12,8 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::dialog::DialogTable;
 use crate::guard::dedup::{Dedup, ExpiringMap, RetryWindow};
 use crate::guard::{
-    Admission, BreakerState, Breakers, Change, NodeLedger, Refusal, RefusalMemo, RetryBudget,
-    TrunkId, oc,
+    Admission, BreakerState, Breakers, NodeLedger, Refusal, RefusalMemo, RetryBudget, TrunkId, oc,
 };
 use crate::hash::digest;
 use crate::health::{BypassSignal, Health, HealthState, Inputs, NodeReport, Override};
@@ -250,6 +249,8 @@ pub struct Engine {
     guard_scheduled: Option<Time>,
     /// The local address traffic last arrived on (probes go out from it).
     pub(crate) last_local: Option<SocketAddr>,
+    /// The trunk of the request being handled, once classified.
+    pub(crate) current_trunk: Option<TrunkId>,
     pub(crate) health: Health,
     /// When health was last evaluated (it is evaluated lazily, at most every 100 ms).
     health_at: Option<Time>,
@@ -379,6 +380,7 @@ impl Engine {
             ),
             guard_scheduled: None,
             last_local: None,
+            current_trunk: None,
             health: Health::new(&config.health),
             health_at: None,
             health_scheduled: None,
@@ -427,6 +429,7 @@ impl Engine {
     ) {
         self.advance(now);
         self.last_local = Some(local);
+        self.current_trunk = None;
         self.on_message(remote, local, Transport::Udp, data);
         self.run_timers();
         self.check_drained();
@@ -482,8 +485,9 @@ impl Engine {
     /// Starts draining for a deploy: new calls are refused with the drain policy
     /// (default 503 with a long Retry-After, so carriers use other nodes), OPTIONS is
     /// answered 503, calls in progress and in-dialog requests carry on.
-    /// [`Event::Drained`] follows when the last call ends. With a shared ledger the whole
-    /// node drains.
+    /// [`Event::Drained`] follows when this engine's last call ends. With a shared ledger
+    /// the whole node drains, and each engine reports `Drained` for its own calls: the
+    /// node is drained once every engine has reported it.
     pub fn drain(&mut self, now: Instant) {
         self.advance(now);
         self.admission
@@ -534,21 +538,30 @@ impl Engine {
         let change = fb.report(ns, utilisation, admitted);
         let measured = fb.measured();
         drop(fb);
-        if let Change::Limit(limit) = change {
-            match limit {
-                Some(rate) => {
-                    ledger.adaptive.set_rate(rate);
-                    ledger
-                        .adaptive_on
-                        .store(true, std::sync::atomic::Ordering::Release);
-                }
-                None => ledger
+        let Some(change) = change else {
+            return;
+        };
+        // Every step of the control law is enforced; only significant ones are told.
+        match change.limit {
+            Some(rate) => {
+                ledger.adaptive.set_rate(rate);
+                if !ledger
                     .adaptive_on
-                    .store(false, std::sync::atomic::Ordering::Release),
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    // Turning on: no accumulated burst credit, or the first second
+                    // admits rate + burst and the next report over-corrects.
+                    ledger.adaptive.restart(ns);
+                }
             }
+            None => ledger
+                .adaptive_on
+                .store(false, std::sync::atomic::Ordering::Release),
+        }
+        if change.report {
             self.stats.capacity_changes += 1;
             self.out.event(Event::CapacityChanged {
-                calls_per_second: limit,
+                calls_per_second: change.limit,
                 measured,
             });
         }
@@ -670,6 +683,17 @@ impl Engine {
     /// Calls in progress: being set up, or answered and not yet ended.
     pub fn active_calls(&self) -> usize {
         self.calls.len() + self.dialogs.confirmed()
+    }
+
+    /// Calls started and calls refused (admission refusals and suppressed
+    /// re-attempts) so far: two counters, cheap to read per datagram (for simulations
+    /// that charge CPU by outcome). `stats` has everything, at O(tables) cost.
+    pub fn work_counters(&self) -> (u64, u64) {
+        let suppressed: u64 = self.stats.trunks.iter().map(|t| t.suppressed).sum();
+        (
+            self.stats.calls_started,
+            self.stats.refused_total() + suppressed,
+        )
     }
 
     /// A snapshot of every counter.
@@ -1097,9 +1121,18 @@ impl Engine {
         }
         let tag = self.local_tag(id);
         let limits = self.cfg.wire;
-        let oc = msg
-            .map(|m| self.oc_params(&m.top_via(), None))
-            .unwrap_or_default();
+        // RFC 7339 feedback for the request's client, with its trunk's pressure.
+        let trunk = match self.txs.servers.get(id).map(|e| e.owner) {
+            Some(TxOwner::Call(call)) => self.calls.get(call).map(|c| c.trunk),
+            _ => self.current_trunk,
+        };
+        let oc = match (msg, self.txs.servers.get(id)) {
+            (Some(m), _) => self.oc_params(&m.top_via(), trunk),
+            (None, Some(e)) => wire::scan(&e.request, &limits)
+                .map(|m| self.oc_params(&m.top_via(), trunk))
+                .unwrap_or_default(),
+            (None, None) => SmallText::default(),
+        };
         let Some(e) = self.txs.servers.get_mut(id) else {
             return;
         };

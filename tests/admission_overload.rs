@@ -440,8 +440,6 @@ fn rfc7339_feedback_only_for_clients_that_ask_for_loss() {
 /// parameter the client put on its Via and setting `oc-algo` to the one algorithm it
 /// chose; RFC 3261 §7.3.1: a parameter name must not appear twice.
 #[test]
-#[ignore = "bug: responses keep the client's `oc`/`oc-algo` on the Via and append ours, \
-            so each appears twice (wire::write_response via_params / engine oc_params)"]
 fn rfc7339_feedback_replaces_the_clients_oc_parameters() {
     let mut p = Pressure::new(pressure_config(Some(20)));
     p.set(20);
@@ -464,8 +462,6 @@ fn rfc7339_feedback_replaces_the_clients_oc_parameters() {
 /// from a trunk under pressure is shed with the trunk's probability, and its 503 says
 /// so; the 100 Trying to an admitted call from the same trunk must say the same.
 #[test]
-#[ignore = "bug: engine.rs `respond` builds the 100 Trying's oc with trunk None, so \
-            trunk-level pressure is missing from it (the stateless 503 uses the trunk)"]
 fn rfc7339_trying_reports_the_callers_trunk_pressure() {
     let mut a = TrunkConfig::new("a");
     a.sources = vec!["192.0.2.0/24".parse().unwrap()];
@@ -617,9 +613,6 @@ fn load_feedback_follows_a_capacity_loss_and_rises_when_it_returns() {
 /// (`R ← base · clamp(target / u, floor, 0.99)`); only the *event* waits for a 5%
 /// change. The limit the node enforces must be the one the law computed.
 #[test]
-#[ignore = "bug: report_load (engine.rs) applies a new limit only when feedback \
-            reports it as an event (a change of 5% or more); smaller steps of the \
-            control law are computed but never enforced"]
 fn every_step_of_the_control_law_is_enforced() {
     let mut c = Config::default();
     c.admission.shed_watermark = 1.0;

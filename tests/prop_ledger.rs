@@ -472,8 +472,6 @@ proptest! {
 /// answered; the call then holds its capacity slot in an early dialog that has no
 /// deadline, so the slot never comes back and `CallEnded` never comes.
 #[test]
-#[ignore = "bug: proxy::answered hands the slots to the call's early dialog when the \
-            2xx (no To tag) did not confirm it; that dialog never ends (slot leaked)"]
 fn a_2xx_without_to_tag_after_a_tagged_180_does_not_leak_the_slot() {
     let mut h = Harness::new(routed(&[DEST]));
     let inv = call(1);

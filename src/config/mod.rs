@@ -130,6 +130,10 @@ pub struct ProxyConfig {
     pub max_call_duration: Option<Duration>,
     /// Whether to hang up calls at `max_call_duration`.
     pub bye_on_max_duration: bool,
+    /// Relay a downstream 503 upstream unchanged. Never do this in production: a
+    /// carrier fails a 503 over to the rest of the fleet, multiplying the load. It
+    /// exists so the incident replay can show what the naive behaviour costs.
+    pub relay_503: bool,
 }
 
 impl Default for ProxyConfig {
@@ -143,6 +147,7 @@ impl Default for ProxyConfig {
             max_dialogs: 400_000,
             max_call_duration: Some(Duration::from_secs(4 * 3600)),
             bye_on_max_duration: true,
+            relay_503: false,
         }
     }
 }

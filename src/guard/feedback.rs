@@ -53,10 +53,11 @@ impl Default for FeedbackConfig {
 
 /// What a report did to the limit.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Change {
-    None,
+pub(crate) struct Change {
     /// The limit is now this many calls per second (`None`: lifted).
-    Limit(Option<f64>),
+    pub(crate) limit: Option<f64>,
+    /// Whether the change is large enough to report (5%, or turning on or off).
+    pub(crate) report: bool,
 }
 
 #[derive(Debug)]
@@ -88,8 +89,8 @@ impl Feedback {
     }
 
     /// A utilisation report at `now` (ns) when `admitted` calls have been admitted in
-    /// total. Returns the new limit when it changed enough to report.
-    pub(crate) fn report(&mut self, now: u64, utilisation: f64, admitted: u64) -> Change {
+    /// total. Returns the new limit when it changed.
+    pub(crate) fn report(&mut self, now: u64, utilisation: f64, admitted: u64) -> Option<Change> {
         if let Some((t, n)) = self.last_report
             && now > t
         {
@@ -102,19 +103,15 @@ impl Feedback {
             .last_change
             .is_some_and(|t| now.saturating_sub(t) < interval)
         {
-            return Change::None;
+            return None;
         }
         let (target, band) = (self.cfg.target_utilisation, self.cfg.band);
         let new = if utilisation > target + band {
-            let Some(base) = self.limit.or(self.measured) else {
-                return Change::None;
-            };
+            let base = self.limit.or(self.measured)?;
             let factor = (target / utilisation).clamp(self.cfg.floor, 0.99);
             Some((base * factor).max(self.cfg.min_rate))
         } else if utilisation < target {
-            let Some(limit) = self.limit else {
-                return Change::None;
-            };
+            let limit = self.limit?;
             let raised = limit + (self.cfg.step * limit).max(1.0);
             let ceiling = self.cap.or(self.measured.map(|m| 2.0 * m));
             if ceiling.is_some_and(|c| raised >= c) {
@@ -123,8 +120,11 @@ impl Feedback {
                 Some(raised)
             }
         } else {
-            return Change::None;
+            return None;
         };
+        if new == self.limit {
+            return None;
+        }
         self.limit = new;
         self.last_change = Some(now);
         let significant = match (self.reported, new) {
@@ -134,10 +134,11 @@ impl Feedback {
         };
         if significant {
             self.reported = new;
-            Change::Limit(new)
-        } else {
-            Change::None
         }
+        Some(Change {
+            limit: new,
+            report: significant,
+        })
     }
 
     #[cfg(test)]
@@ -202,7 +203,13 @@ mod tests {
         let mut f = Feedback::new(&FeedbackConfig::default(), None);
         f.report(0, 0.5, 0);
         f.report(S, 0.5, 100);
-        assert!(matches!(f.report(2 * S, 2.0, 200), Change::Limit(Some(_))));
-        assert_eq!(f.report(2 * S + S / 2, 2.0, 250), Change::None);
+        assert!(matches!(
+            f.report(2 * S, 2.0, 200),
+            Some(Change {
+                limit: Some(_),
+                report: true
+            })
+        ));
+        assert_eq!(f.report(2 * S + S / 2, 2.0, 250), None);
     }
 }

@@ -60,6 +60,11 @@ impl Gcra {
         }
     }
 
+    /// Starts afresh at `now`: no burst credit from idle time before it.
+    pub(crate) fn restart(&self, now: u64) {
+        self.tat.store(now, Ordering::Release);
+    }
+
     /// Returns one event taken by [`Gcra::try_take`] for a call that another limit
     /// refused afterwards: the rate counts admitted calls, so a refusal spends nothing.
     pub(crate) fn give_back(&self) {

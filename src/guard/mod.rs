@@ -29,7 +29,6 @@ pub use breaker::{BreakerConfig, BreakerState};
 pub use budget::BudgetConfig;
 pub(crate) use budget::RetryBudget;
 pub use dedup::{AfterAnswer, DedupPolicy, InProgress};
-pub(crate) use feedback::Change;
 pub use feedback::FeedbackConfig;
 pub use ledger::NodeLedger;
 pub(crate) use ledger::{Full, Slot, TargetSlot};

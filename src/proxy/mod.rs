@@ -14,7 +14,7 @@ mod relay;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::dialog::SideInit;
+use crate::dialog::{DialogState, SideInit};
 use crate::engine::{
     CallError, CallHandle, EndReason, Engine, Event, RouteDecision, SmallText, TxOwner,
     response_target,
@@ -173,6 +173,7 @@ impl Engine {
             Some(n) => n.as_str().into(),
             None => lossy(msg.calling().unwrap_or_default()),
         };
+        self.current_trunk = Some(trunk);
         if let Some(t) = self.stats.trunks.get_mut(trunk) {
             t.offered += 1;
         }
@@ -742,7 +743,7 @@ impl Engine {
                 self.answered(call);
             }
             _ => {
-                let retry_after = status == 503;
+                let retry_after = status == 503 && !self.cfg.proxy.relay_503;
                 let relay = if retry_after {
                     Vec::new()
                 } else {
@@ -916,8 +917,24 @@ impl Engine {
             self.dedup.update(k, Previous::Answered(self.now));
         }
         let slots = call.slot.take().map(|s| (s, call.target_slot.take()));
-        if let Some(d) = call.dialog.and_then(|d| self.dialogs.get_mut(d)) {
-            d.slots = slots;
+        match call.dialog {
+            Some(d)
+                if self
+                    .dialogs
+                    .get(d)
+                    .is_some_and(|d| d.state == DialogState::Confirmed) =>
+            {
+                if let Some(d) = self.dialogs.get_mut(d) {
+                    d.slots = slots;
+                }
+            }
+            // A 2xx without a To tag confirms no dialog: an early one it leaves behind
+            // has no deadline of its own, so it goes now, and the slots are dropped
+            // (released) here rather than leaked.
+            Some(d) => {
+                self.dialogs.remove(d);
+            }
+            None => {}
         }
         self.stats.calls_answered += 1;
         if let (Some(n), Some(route)) = (call.number.as_deref(), call.route.clone()) {

@@ -50,7 +50,7 @@ pub fn write_response(req: &Message<'_>, reply: &Reply<'_>, out: &mut Vec<u8>) {
     let eol = edit::eol(req);
     write_status_line(reply, eol, out);
     let via = req.top_via;
-    let mut via_edits = [Edit::default(); 3];
+    let mut via_edits = [Edit::default(); 8];
     let mut nv = 0;
     if let Some(param) = via.rport.filter(|_| reply.source_port != 0) {
         via_edits[nv] = Edit::new(
@@ -80,6 +80,11 @@ pub fn write_response(req: &Message<'_>, reply: &Reply<'_>, out: &mut Vec<u8>) {
         nv += 1;
     }
     if !reply.via_params.is_empty() {
+        // Our parameters replace the client's own RFC 7339 ones (each appears once).
+        for span in via.oc_param_spans(buf).take(4) {
+            via_edits[nv] = Edit::new(span.start(), span.len(), Text::default());
+            nv += 1;
+        }
         via_edits[nv] = Edit::new(via.value.end(), 0, Text::bytes(reply.via_params));
         nv += 1;
     }

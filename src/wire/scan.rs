@@ -107,6 +107,45 @@ pub(crate) struct ViaSpans {
     pub(crate) oc: bool,
 }
 
+impl ViaSpans {
+    /// Where the parameters of this Via value lie: after sent-by (`host [COLON port]`,
+    /// LWS allowed around the colon) to the end of the value.
+    pub(crate) fn params_range(&self, b: &[u8]) -> (usize, usize) {
+        let end = self.value.end();
+        let mut from = skip_lws(b, self.host.end(), end);
+        if self.port.is_some() && from < end && b[from] == b':' {
+            from = skip_lws(b, from + 1, end);
+            from += b[from..end]
+                .iter()
+                .take_while(|c| c.is_ascii_digit())
+                .count();
+        }
+        (from, end)
+    }
+
+    /// The RFC 7339 parameters on this Via, each from its `;` to its end, so a
+    /// server's own feedback can replace them rather than repeat them.
+    pub(crate) fn oc_param_spans(&self, b: &[u8]) -> impl Iterator<Item = Span> {
+        let (from, end) = if self.oc {
+            self.params_range(b)
+        } else {
+            (0, 0)
+        };
+        Params::new(b, from, end).flatten().filter_map(move |p| {
+            let name = p.name.of(b);
+            let oc = [&b"oc"[..], b"oc-algo", b"oc-validity", b"oc-seq"]
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n));
+            // Back from the name over whitespace to the `;` that introduced it.
+            let mut start = p.whole.start();
+            while start > from && b[start - 1] != b';' {
+                start -= 1;
+            }
+            oc.then(|| Span::new(start.saturating_sub(1).max(from), p.whole.end()))
+        })
+    }
+}
+
 /// The first value of a multi-value header (Via, Route) and the line it sits on, so the
 /// value can be removed without touching anything else.
 #[derive(Clone, Copy, Debug, Default)]
@@ -321,17 +360,7 @@ impl<'a> Message<'a> {
             oc_seq: None,
         };
         if v.oc {
-            // Parameters start after sent-by (`host [COLON port]`, LWS allowed around the
-            // colon); the scanner validated them already.
-            let end = v.value.end();
-            let mut from = skip_lws(b, v.host.end(), end);
-            if v.port.is_some() && from < end && b[from] == b':' {
-                from = skip_lws(b, from + 1, end);
-                from += b[from..end]
-                    .iter()
-                    .take_while(|c| c.is_ascii_digit())
-                    .count();
-            }
+            let (from, end) = v.params_range(b);
             for p in Params::new(b, from, end).flatten() {
                 let name = p.name.of(b);
                 let value = p
