@@ -118,7 +118,7 @@ impl Dialog {
     }
 
     /// Whether a request with From tag `from_tag` comes from the caller.
-    pub(crate) fn from_caller(&self, from_tag: &[u8]) -> bool {
+    pub(crate) fn is_caller_tag(&self, from_tag: &[u8]) -> bool {
         self.tag(&self.caller) == from_tag
     }
 
@@ -374,7 +374,7 @@ mod tests {
         assert_eq!(t.find(b"cid", b"caller", b"other"), None);
         assert_eq!(t.find(b"cid2", b"caller", b"callee"), None);
         let d = t.get(k).unwrap();
-        assert!(d.from_caller(b"caller") && !d.from_caller(b"callee"));
+        assert!(d.is_caller_tag(b"caller") && !d.is_caller_tag(b"callee"));
         assert_eq!(d.call_id(), b"cid");
         assert!(
             t.insert(

@@ -1486,7 +1486,7 @@ impl Engine {
             cancel: None,
             scheduled: None,
         };
-        let Ok(cid) = self.txs.insert_client(entry) else {
+        let Some(cid) = self.txs.insert_client(entry) else {
             self.stats.table_full += 1;
             return None;
         };

@@ -62,6 +62,7 @@
 
 mod config;
 mod dialog;
+pub mod drill;
 mod engine;
 pub mod ffi;
 pub mod guard;

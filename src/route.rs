@@ -412,7 +412,7 @@ mod tests {
                     targets: vec![c.clone()],
                 },
             ],
-            &[a.clone()],
+            std::slice::from_ref(&a),
             NumberPlan::default(),
         )
         .unwrap();

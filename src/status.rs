@@ -36,11 +36,13 @@ pub(crate) fn reason(code: u16) -> &'static [u8] {
         603 => b"Decline",
         604 => b"Does Not Exist Anywhere",
         606 => b"Not Acceptable",
-        100..=199 => b"Provisional",
-        200..=299 => b"Success",
-        300..=399 => b"Redirection",
-        400..=499 => b"Client Error",
-        500..=599 => b"Server Error",
-        _ => b"Global Failure",
+        _ => match code / 100 {
+            1 => b"Provisional",
+            2 => b"Success",
+            3 => b"Redirection",
+            4 => b"Client Error",
+            5 => b"Server Error",
+            _ => b"Global Failure",
+        },
     }
 }

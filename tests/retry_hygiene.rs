@@ -272,8 +272,8 @@ fn a_failing_routing_service_is_bypassed_for_the_cached_routes() {
         .unwrap();
     let f = one_to(&h.advance(Duration::ZERO), DEST);
     h.send(DEST, &answer(&f, 200, Some("ok")));
-    // The service now fails: 5xx answers. Each call still falls back to the cache;
-    // with 3 failures in the last 4 requests the service counts as degraded.
+    // The service now fails: 5xx answers, each honoured (500 upstream, never 503)
+    // and counted; with 3 failures in the last 4 requests the service is degraded.
     for n in 1..=3 {
         h.take_events();
         let inv = attempt(n).with(|r| r.from = format!("<sip:+1415555100{n}@c>;tag=h{n}"));
@@ -286,16 +286,13 @@ fn a_failing_routing_service_is_bypassed_for_the_cached_routes() {
                 _ => None,
             })
             .unwrap();
-        let before = h.log.len();
         h.engine
-            .route(h.now, call, RouteDecision::Reject(500))
+            .route(h.now, call, RouteDecision::Reject(503))
             .unwrap();
-        let _ = h.advance(Duration::ZERO);
-        assert!(
-            h.log[before..].iter().any(|s| s.to == addr(DEST)),
-            "fell back to the cached route"
-        );
+        let out = h.advance(Duration::ZERO);
+        assert_eq!(one_to(&out, CARRIER).status(), Some(500));
     }
+    assert_eq!(h.engine.stats().host_route_errors, 3);
     assert!(
         h.events
             .iter()

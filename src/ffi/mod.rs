@@ -18,6 +18,9 @@
 //! * Threading: an engine is used by one thread at a time (it may move between
 //!   threads). A ledger may be shared by engines on different threads.
 #![allow(unsafe_code, non_camel_case_types)]
+// These are C entry points: the Rust compiler cannot check their callers whatever the
+// signature says. Every pointer is null-checked and its contract documented instead.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::ffi::{CStr, c_char};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -169,7 +169,7 @@ impl Dedup {
     pub(crate) fn new(capacity: usize, seed: u64) -> Self {
         Dedup {
             entries: ExpiringMap::new(capacity),
-            hasher: SeededState::new(seed ^ 0x6465_6475_70),
+            hasher: SeededState::new(seed ^ 0x0064_6564_7570),
         }
     }
 

@@ -443,18 +443,15 @@ impl Engine {
                 self.start_targets(id, Arc::from(t));
                 Ok(())
             }
-            // A 5xx is the routing service failing, not a decision: the engine does not
-            // ask again, it uses what worked before.
-            RouteDecision::Reject(status) if (500..600).contains(&status) => {
-                self.host_outcome(false);
-                self.route_from_cache(id);
-                Ok(())
-            }
             RouteDecision::Reject(status) if !(400..=699).contains(&status) => {
                 Err(CallError::InvalidStatus)
             }
             RouteDecision::Reject(status) => {
-                self.host_outcome(true);
+                // A 5xx is honoured (the host may know better), but it is the routing
+                // service failing: enough of them and the engine stops asking for a while
+                // and routes from what worked before (RoutingDegraded). A call is never
+                // asked about twice.
+                self.host_outcome(!(500..600).contains(&status));
                 let status = if status == 503 {
                     self.cfg.proxy.downstream_503_status
                 } else {

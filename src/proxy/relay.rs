@@ -39,7 +39,7 @@ impl Engine {
             }
             return;
         };
-        let from_caller = d.from_caller(msg.from_tag().unwrap_or_default());
+        let from_caller = d.is_caller_tag(msg.from_tag().unwrap_or_default());
         let confirmed = d.state == DialogState::Confirmed;
         let to = if from_caller { &d.callee } else { &d.caller };
         let (dest, out_local, out_transport) = (to.addr, to.local, to.transport);
@@ -162,6 +162,21 @@ impl Engine {
         let Some(status) = msg.status() else {
             return;
         };
+        if status == 503 {
+            // RFC 3261 §16.7 step 6: a downstream 503 is never relayed, in a dialog
+            // either; it becomes the configured status (500 by default).
+            let Some(e) = self.txs.servers.get(server).filter(|e| !e.tx.answered()) else {
+                return;
+            };
+            let trunk = self.admission.classify(e.peer);
+            let status = trunk
+                .and_then(|t| self.cfg.admission.trunks.get(t))
+                .and_then(|t| t.downstream_503_status)
+                .unwrap_or(self.cfg.proxy.downstream_503_status);
+            self.stats.downstream_503_rewritten += 1;
+            self.respond(server, None, status, reason(status), b"");
+            return;
+        }
         let Ok(splice) = Splice::new(msg).remove_top_via() else {
             return;
         };

@@ -61,6 +61,9 @@ pub(crate) struct ClientEntry<O> {
     pub(crate) scheduled: Option<Time>,
 }
 
+/// `(from_tag, call_id, cseq, method)` of a request without a To tag.
+pub(crate) type MergeKey<'a> = (&'a [u8], &'a [u8], u32, &'a [u8]);
+
 /// Both transaction tables. Capacity is shared: `servers + clients <= capacity`.
 #[derive(Debug)]
 pub(crate) struct Table<O> {
@@ -180,7 +183,7 @@ impl<O> Table<O> {
         host: &[u8],
         port: Option<u16>,
         class: Class<'_>,
-        merge: Option<(&[u8], &[u8], u32, &[u8])>,
+        merge: Option<MergeKey<'_>>,
         peer: SocketAddr,
         local: SocketAddr,
         transport: Transport,
@@ -229,12 +232,12 @@ impl<O> Table<O> {
         Some(e)
     }
 
-    /// Inserts a client transaction; returns its key.
-    pub(crate) fn insert_client(&mut self, entry: ClientEntry<O>) -> Result<Key, ClientEntry<O>> {
+    /// Inserts a client transaction; returns its key, or `None` when the table is full.
+    pub(crate) fn insert_client(&mut self, entry: ClientEntry<O>) -> Option<Key> {
         if self.is_full() {
-            return Err(entry);
+            return None;
         }
-        self.clients.insert(entry)
+        self.clients.insert(entry).ok()
     }
 
     pub(crate) fn remove_client(&mut self, id: Key) -> Option<ClientEntry<O>> {
@@ -505,7 +508,7 @@ mod tests {
                 cancel: None,
                 scheduled: None,
             })
-            .is_err()
+            .is_none()
         );
     }
 }
