@@ -87,3 +87,63 @@ pub use output::Transmit;
 pub use route::{NumberPlan, RouteEntry, RoutingTable, Target};
 pub use stats::{StateCounts, Stats, TransactionCounts, TrunkStats};
 pub use transaction::Timers;
+
+/// Hooks for the crate's own benchmarks and tests; not part of the API and may change.
+#[doc(hidden)]
+pub mod bench_hooks {
+    use crate::guard::dedup::{Dedup, Previous};
+    use crate::time::Time;
+    use std::time::Duration;
+
+    /// A re-attempt table filled with `n` entries keyed `0..n`.
+    #[derive(Debug)]
+    pub struct DedupTable {
+        table: Dedup,
+        keys: Vec<u64>,
+        callers: Vec<String>,
+    }
+
+    impl DedupTable {
+        /// `n` distinct calls remembered (as the engine would key them).
+        pub fn filled(n: usize) -> Self {
+            let mut table = Dedup::new(n, 7);
+            let callers: Vec<String> = (0..n).map(|i| format!("1415{i:07}")).collect();
+            let keys: Vec<u64> = callers
+                .iter()
+                .map(|c| table.key(0, Some(c), Some("18005550199")).expect("non-anonymous"))
+                .collect();
+            for &k in &keys {
+                table.set(k, Previous::Failed, Time::ZERO, Duration::from_secs(3600));
+            }
+            DedupTable {
+                table,
+                keys,
+                callers,
+            }
+        }
+
+        /// Looks up the `i`-th call's key as the engine does for a new INVITE: key
+        /// digest of the numbers, then the table.
+        pub fn lookup(&self, i: usize) -> bool {
+            let caller = &self.callers[i % self.callers.len()];
+            let key = self.table.key(0, Some(caller), Some("18005550199"));
+            key.and_then(|k| self.table.get(k, Time::ZERO)).is_some()
+        }
+
+        /// Looks up a precomputed key (the table cost alone).
+        pub fn lookup_key(&self, i: usize) -> bool {
+            self.table.get(self.keys[i % self.keys.len()], Time::ZERO).is_some()
+        }
+
+        /// Entries held.
+        pub fn len(&self) -> usize {
+            self.table.len()
+        }
+
+        /// Whether the table is empty.
+        pub fn is_empty(&self) -> bool {
+            self.table.len() == 0
+        }
+    }
+}
+

@@ -23,10 +23,12 @@ impl Key {
     }
 }
 
+/// Entries are boxed so that a free slot costs 16 bytes: the table keeps its slots
+/// after a peak (indices must stay stable), but not the peak's entry storage.
 #[derive(Debug)]
 struct Slot<T> {
     generation: u32,
-    value: Option<T>,
+    value: Option<Box<T>>,
 }
 
 /// Fixed-capacity storage; `insert` fails when full instead of growing past the bound.
@@ -64,7 +66,7 @@ impl<T> Slab<T> {
         self.len += 1;
         if let Some(index) = self.free.pop() {
             let slot = &mut self.slots[index as usize];
-            slot.value = Some(value);
+            slot.value = Some(Box::new(value));
             return Ok(Key {
                 index,
                 generation: slot.generation,
@@ -73,7 +75,7 @@ impl<T> Slab<T> {
         let index = self.slots.len() as u32;
         self.slots.push(Slot {
             generation: 0,
-            value: Some(value),
+            value: Some(Box::new(value)),
         });
         Ok(Key {
             index,
@@ -86,7 +88,7 @@ impl<T> Slab<T> {
         if slot.generation != key.generation {
             return None;
         }
-        slot.value.as_ref()
+        slot.value.as_deref()
     }
 
     pub(crate) fn get_mut(&mut self, key: Key) -> Option<&mut T> {
@@ -94,7 +96,7 @@ impl<T> Slab<T> {
         if slot.generation != key.generation {
             return None;
         }
-        slot.value.as_mut()
+        slot.value.as_deref_mut()
     }
 
     /// Removes the entry; its key (and every copy of it) goes stale.
@@ -103,7 +105,7 @@ impl<T> Slab<T> {
         if slot.generation != key.generation {
             return None;
         }
-        let value = slot.value.take()?;
+        let value = *slot.value.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(key.index);
         self.len -= 1;
@@ -112,7 +114,7 @@ impl<T> Slab<T> {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = (Key, &T)> {
         self.slots.iter().enumerate().filter_map(|(i, s)| {
-            s.value.as_ref().map(|v| {
+            s.value.as_deref().map(|v| {
                 (
                     Key {
                         index: i as u32,
