@@ -5,7 +5,17 @@
  * matching _free, which accepts NULL. Threading: one thread at a time per engine;
  * a ledger may be shared by engines on several threads. Time: a monotonic uint64_t
  * nanosecond count from the host, the same clock for every call on one engine.
- * Every function checks its pointers and never lets a panic cross into C.
+ * Every function checks its pointers and never lets a panic cross into C: a panic
+ * prints Rust's panic message to stderr and becomes RINGFENCE_PANIC.
+ *
+ * Text into caller buffers (buf, cap, out_len), snprintf style: on RINGFENCE_OK
+ * *out_len is the length without the NUL; on RINGFENCE_BUFFER_TOO_SMALL it is the size
+ * needed, NUL included, and buf is untouched. (NULL, 0) asks for the size.
+ * Error messages (err_buf, err_cap; err_buf may be NULL) are truncated to err_cap - 1
+ * bytes plus a NUL, and err_cap 0 leaves err_buf untouched; a constructor that fails
+ * does not write *out.
+ *
+ * Call handles are never 0: an event whose call is 0 is not about a call.
  */
 
 #ifndef RINGFENCE_H
@@ -21,7 +31,8 @@
 #include <stdint.h>
 
 /**
- * Why a call ended (`end_reason` of `RINGFENCE_EVENT_CALL_ENDED`).
+ * Why a call ended: the values of the `end_reason` field of
+ * `RINGFENCE_EVENT_CALL_ENDED`.
  */
 enum ringfence_end_reason
 #ifdef __cplusplus
@@ -70,7 +81,7 @@ typedef uint32_t ringfence_end_reason;
 #endif // __cplusplus
 
 /**
- * Kinds of [`ringfence_event`].
+ * Kinds of [`ringfence_event`]: the values of its `kind` field.
  */
 enum ringfence_event_kind
 #ifdef __cplusplus
@@ -120,7 +131,7 @@ typedef uint32_t ringfence_event_kind;
 #endif // __cplusplus
 
 /**
- * Result of every call.
+ * Result of every call. Its numeric values are stable.
  */
 enum ringfence_status
 #ifdef __cplusplus
@@ -203,15 +214,20 @@ typedef struct ringfence_addr {
 } ringfence_addr;
 
 /**
- * An event, as a tagged struct: `kind` says which fields mean something.
+ * An event, as a tagged struct: `kind` says which fields mean something; the others
+ * are 0. `ringfence_engine_poll_event` writes every field.
+ *
+ * `kind` and `end_reason` are `uint32_t` holding `ringfence_event_kind` and
+ * `ringfence_end_reason` values (compare them with the enum constants as usual).
  */
 typedef struct ringfence_event {
   /**
-   * What happened.
+   * What happened: a `ringfence_event_kind` value.
    */
-  ringfence_event_kind kind;
+  uint32_t kind;
   /**
-   * The call handle (route requests, call events).
+   * The call handle (route requests, call events). Never 0 for a call: 0 means the
+   * event is not about a call.
    */
   uint64_t call;
   /**
@@ -219,9 +235,10 @@ typedef struct ringfence_event {
    */
   uint16_t status;
   /**
-   * Why a call ended.
+   * Why a call ended: a `ringfence_end_reason` value (`RINGFENCE_END_NONE` for
+   * other events).
    */
-  ringfence_end_reason end_reason;
+  uint32_t end_reason;
   /**
    * Setup time (answered) or duration (ended), milliseconds.
    */
@@ -249,9 +266,19 @@ typedef struct ringfence_event {
 } ringfence_event;
 
 /**
- * A snapshot of the main counters (the full set is in the Prometheus text).
+ * A snapshot of the main counters (the full set is in the Prometheus text), versioned
+ * by its size: set `struct_size` to `sizeof(ringfence_stats)` before calling
+ * `ringfence_engine_stats`. Later versions only ever append fields, so a program built
+ * against an older header gets the fields it knows and a newer one learns, from the
+ * `struct_size` written back, which fields this library filled.
  */
 typedef struct ringfence_stats {
+  /**
+   * In: `sizeof(ringfence_stats)` as the caller knows it. Out: the bytes the library
+   * filled, the smaller of that and the size of the struct this library knows; the
+   * bytes past it are left untouched.
+   */
+  size_t struct_size;
   /**
    * Datagrams received.
    */
@@ -289,9 +316,26 @@ typedef struct ringfence_stats {
    */
   uint64_t calls_cancelled;
   /**
+   * Calls that hit the ring timeout (answered upstream with `ring_timeout_status`).
+   */
+  uint64_t calls_no_answer;
+  /**
    * Answered calls that ended.
    */
   uint64_t calls_ended;
+  /**
+   * INVITEs forwarded downstream (first attempts and failovers).
+   */
+  uint64_t invites_forwarded;
+  /**
+   * Attempts on a next target after a failure.
+   */
+  uint64_t failovers;
+  /**
+   * Responses the engine sent (generated or relayed), by class: `[0]` 1xx, `[1]` 2xx
+   * ... `[5]` 6xx. Retransmissions are not counted.
+   */
+  uint64_t responses_sent[6];
   /**
    * New calls refused by admission (all causes).
    */
@@ -327,9 +371,10 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * A static description of `status` (never `NULL`).
+ * A static, NUL-terminated description of `status` (never `NULL`). Any value is
+ * accepted: one that is not a `ringfence_status` gets a static "unknown status" text.
  */
-const char *ringfence_status_str(ringfence_status status);
+const char *ringfence_status_str(uint32_t status);
 
 /**
  * The library version, static and NUL-terminated.
@@ -337,7 +382,9 @@ const char *ringfence_status_str(ringfence_status status);
 const char *ringfence_version(void);
 
 /**
- * Proves the panic boundary: panics inside it and returns `RINGFENCE_PANIC`.
+ * Proves the panic boundary: panics inside it and returns `RINGFENCE_PANIC`. Like every
+ * caught panic, Rust's panic message is printed to stderr first (by the default panic
+ * hook).
  */
 ringfence_status ringfence_selftest_panic(void);
 
@@ -349,7 +396,11 @@ ringfence_status ringfence_config_new(struct ringfence_config **out);
 /**
  * A configuration read from TOML text (`len` bytes, UTF-8, not necessarily
  * NUL-terminated; the format of the router example). On `RINGFENCE_INVALID_CONFIG` a
- * message naming the field and line is written to `err_buf` (may be `NULL`).
+ * message naming the field and line is written to `err_buf`.
+ *
+ * On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+ * truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+ * untouched.
  */
 ringfence_status ringfence_config_from_toml(const char *text,
                                             size_t len,
@@ -396,7 +447,13 @@ ringfence_status ringfence_config_add_default_target(struct ringfence_config *cf
                                                      const char *target);
 
 /**
- * A capacity ledger for the engines of one node, from `cfg`'s admission settings.
+ * A capacity ledger for the engines of one node, from `cfg`'s admission settings,
+ * written to `*out`. Free with `ringfence_ledger_free`. `RINGFENCE_INVALID_CONFIG` with
+ * a message when `cfg` does not validate.
+ *
+ * On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+ * truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+ * untouched.
  */
 ringfence_status ringfence_ledger_new(const struct ringfence_config *cfg,
                                       uint64_t now_ns,
@@ -416,7 +473,13 @@ void ringfence_ledger_free(struct ringfence_ledger *ledger);
 uint32_t ringfence_ledger_active_calls(const struct ringfence_ledger *ledger);
 
 /**
- * An engine with its own ledger. `cfg` is copied; free it whenever convenient.
+ * An engine with its own ledger, written to `*out`. Free with `ringfence_engine_free`.
+ * `cfg` is copied; free it whenever convenient. `RINGFENCE_INVALID_CONFIG` with a
+ * message (naming the field) when `cfg` does not validate.
+ *
+ * On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+ * truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+ * untouched.
  */
 ringfence_status ringfence_engine_new(const struct ringfence_config *cfg,
                                       uint64_t now_ns,
@@ -425,7 +488,13 @@ ringfence_status ringfence_engine_new(const struct ringfence_config *cfg,
                                       size_t err_cap);
 
 /**
- * An engine sharing `ledger` with the other engines of the node (one per thread).
+ * An engine sharing `ledger` with the other engines of the node (one per thread),
+ * written to `*out`. `RINGFENCE_INVALID_CONFIG` with a message when `cfg` does not
+ * validate or its admission settings differ from the ledger's.
+ *
+ * On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+ * truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+ * untouched.
  */
 ringfence_status ringfence_engine_new_with_ledger(const struct ringfence_config *cfg,
                                                   const struct ringfence_ledger *ledger,
@@ -475,14 +544,19 @@ ringfence_status ringfence_engine_timeout_ns(struct ringfence_engine *engine, ui
 ringfence_status ringfence_engine_on_timeout(struct ringfence_engine *engine, uint64_t now_ns);
 
 /**
- * Takes the next event into `*out`. `RINGFENCE_DONE` when there is none.
+ * Takes the next event into `*out`, writing every field (what `*out` held before does
+ * not matter). `RINGFENCE_DONE` when there is none; `*out` is then untouched.
  */
 ringfence_status ringfence_engine_poll_event(struct ringfence_engine *engine,
                                              struct ringfence_event *out);
 
 /**
  * Answers a route request with `n` targets (each `"host:port"` or a `sip:` URI with
- * an IP host, NUL-terminated), tried in the order given.
+ * an IP host, NUL-terminated), tried in the order given. `RINGFENCE_INVALID_ARGUMENT`
+ * for `n` 0 or a target that does not parse (checked before the handle),
+ * `RINGFENCE_UNKNOWN_CALL` when no call has this handle (it ended, or never existed:
+ * 0 never does), `RINGFENCE_NOT_ROUTING` when the call is no longer waiting for a
+ * route (already answered, or its route request timed out and the engine routed it).
  */
 ringfence_status ringfence_engine_route(struct ringfence_engine *engine,
                                         uint64_t now_ns,
@@ -491,7 +565,22 @@ ringfence_status ringfence_engine_route(struct ringfence_engine *engine,
                                         size_t n);
 
 /**
- * Answers a route request by rejecting the call with `status` (400..=699).
+ * Answers a route request by rejecting the call with `status`, which must be
+ * 400..=699: any other status is `RINGFENCE_INVALID_ARGUMENT`, checked before the
+ * handle (so also for a stale one). Then `RINGFENCE_UNKNOWN_CALL` or
+ * `RINGFENCE_NOT_ROUTING` as for `ringfence_engine_route`.
+ *
+ * A 4xx or 6xx is sent upstream as given: use one (404, 480, 486, 603...) when this
+ * call cannot be routed. A 5xx is sent upstream too, except that a 503 becomes the
+ * configured `downstream_503_status` (500 by default: carriers fail a 503 over to the
+ * rest of the fleet), but the engine also takes it as the routing service failing,
+ * like a route request left unanswered: when failures (5xx answers and timeouts) make
+ * up the configured share of the recent route requests (by default half of the last
+ * 10), it emits `RINGFENCE_EVENT_ROUTING_DEGRADED` (`state` 1) and for a cool-down (10 s
+ * by default) stops sending route requests: new calls are routed from the routing
+ * table, else the number's last-known-good route (the last route that worked for it),
+ * else the default route, else rejected with `route_failure_status`. The rejected call
+ * itself is not re-routed.
  */
 ringfence_status ringfence_engine_reject(struct ringfence_engine *engine,
                                          uint64_t now_ns,
@@ -524,7 +613,13 @@ ringfence_status ringfence_engine_set_health_override(struct ringfence_engine *e
                                                       uint32_t mode);
 
 /**
- * Writes the bypass signal line (NUL-terminated) stamped with `wall_ms` (Unix ms).
+ * Writes the bypass signal line stamped with `wall_ms` (Unix ms).
+ *
+ * Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+ * and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+ * (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+ * NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+ * non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
  */
 ringfence_status ringfence_engine_bypass_signal(struct ringfence_engine *engine,
                                                 uint64_t now_ns,
@@ -534,7 +629,14 @@ ringfence_status ringfence_engine_bypass_signal(struct ringfence_engine *engine,
                                                 size_t *out_len);
 
 /**
- * Writes this node's fleet report line (NUL-terminated) for node name `node`.
+ * Writes this node's fleet report line for node name `node` (NUL-terminated UTF-8, one
+ * token: not empty, no spaces, no `=`; else `RINGFENCE_INVALID_ARGUMENT`).
+ *
+ * Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+ * and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+ * (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+ * NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+ * non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
  */
 ringfence_status ringfence_engine_node_report(struct ringfence_engine *engine,
                                               uint64_t now_ns,
@@ -545,13 +647,23 @@ ringfence_status ringfence_engine_node_report(struct ringfence_engine *engine,
                                               size_t *out_len);
 
 /**
- * Fills `*out` with the main counters.
+ * Fills `*out` with the main counters. Set `out->struct_size` to
+ * `sizeof(ringfence_stats)` first: the library fills that many bytes at most (only the
+ * first `sizeof(size_t)` bytes of `*out` are read), and writes back in `struct_size`
+ * how many it filled. `RINGFENCE_INVALID_ARGUMENT` (and `*out` untouched) when
+ * `struct_size` is smaller than `sizeof(size_t)`.
  */
 ringfence_status ringfence_engine_stats(const struct ringfence_engine *engine,
                                         struct ringfence_stats *out);
 
 /**
- * Writes every counter in the Prometheus text format (NUL-terminated).
+ * Writes every counter in the Prometheus text format.
+ *
+ * Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+ * and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+ * (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+ * NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+ * non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
  */
 ringfence_status ringfence_engine_stats_prometheus(const struct ringfence_engine *engine,
                                                    char *buf,

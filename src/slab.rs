@@ -1,8 +1,14 @@
 //! A bounded slab with generation-checked handles: table entries are addressed by
 //! `(index, generation)`, so a stale handle (an entry freed and reused) never reaches
 //! the new occupant.
+//!
+//! Generations start at 1 and skip 0 when they wrap, so no live key packs to the `u64`
+//! 0: the C ABI hands keys out as call handles and keeps 0 for "no call".
 
-/// A handle to a slab entry.
+/// The generation of a slot's first occupant (and the one after a wrap).
+const FIRST_GENERATION: u32 = 1;
+
+/// A handle to a slab entry. The generation of a key the slab handed out is never 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct Key {
     pub(crate) index: u32,
@@ -10,7 +16,8 @@ pub(crate) struct Key {
 }
 
 impl Key {
-    /// Packs the key into one `u64` (index in the low half).
+    /// Packs the key into one `u64` (index in the low half, generation in the high
+    /// half): never 0 for a key the slab handed out, whose generation is at least 1.
     pub(crate) fn to_u64(self) -> u64 {
         (self.generation as u64) << 32 | self.index as u64
     }
@@ -74,12 +81,12 @@ impl<T> Slab<T> {
         }
         let index = self.slots.len() as u32;
         self.slots.push(Slot {
-            generation: 0,
+            generation: FIRST_GENERATION,
             value: Some(Box::new(value)),
         });
         Ok(Key {
             index,
-            generation: 0,
+            generation: FIRST_GENERATION,
         })
     }
 
@@ -106,7 +113,10 @@ impl<T> Slab<T> {
             return None;
         }
         let value = *slot.value.take()?;
-        slot.generation = slot.generation.wrapping_add(1);
+        slot.generation = match slot.generation.wrapping_add(1) {
+            0 => FIRST_GENERATION,
+            g => g,
+        };
         self.free.push(key.index);
         self.len -= 1;
         Some(value)
@@ -146,5 +156,29 @@ mod tests {
         assert_eq!(s.remove(a), None);
         assert_eq!(s.len(), 2);
         assert_eq!(Key::from_u64(c.to_u64()), c);
+    }
+
+    #[test]
+    fn no_key_packs_to_zero_not_even_after_the_generation_wraps() {
+        let mut s = Slab::with_capacity(4);
+        let first = s.insert(0u8).unwrap();
+        assert_eq!(first.index, 0);
+        assert_ne!(
+            first.to_u64(),
+            0,
+            "the first key of the first slot is not 0"
+        );
+        assert_eq!(s.remove(first), Some(0));
+        // Jump to the last generation, then wrap: 0 is skipped.
+        s.slots[0].generation = u32::MAX;
+        let last = s.insert(1).unwrap();
+        assert_eq!(last.generation, u32::MAX);
+        assert_eq!(s.remove(last), Some(1));
+        let wrapped = s.insert(2).unwrap();
+        assert_eq!(wrapped.generation, FIRST_GENERATION);
+        assert_ne!(wrapped.to_u64(), 0);
+        assert_eq!(s.get(Key::from_u64(0)), None, "0 never finds an entry");
+        assert_eq!(s.get(last), None);
+        assert_eq!(s.get(wrapped), Some(&2));
     }
 }

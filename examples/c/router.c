@@ -488,77 +488,40 @@ static char *engine_text(struct host *h, enum text_kind kind, uint64_t now_ns) {
     return NULL;
 }
 
-/* The value of the sample `name` (with its labels, e.g.
- * `ringfence_calls_total{outcome="no_answer"}`) in Prometheus text; 0 when absent. */
-static uint64_t prom_value(const char *text, const char *name) {
-    size_t n = strlen(name);
-    for (const char *line = text; line != NULL && *line != '\0';) {
-        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
-            return strtoull(line + n + 1, NULL, 10);
-        }
-        line = strchr(line, '\n');
-        if (line != NULL) {
-            line++;
-        }
-    }
-    return 0;
+/* The counters the Rust router prints: all of them are in ringfence_stats. struct_size
+ * says which version of the struct this program was built with; a library older than
+ * the header fills only the fields it knows (the rest stay 0 here) and writes back how
+ * many bytes it filled. */
+static bool read_counters(struct host *h, ringfence_stats *s) {
+    memset(s, 0, sizeof *s);
+    s->struct_size = sizeof *s;
+    return check(h, ringfence_engine_stats(h->engine, s), "ringfence_engine_stats");
 }
 
-/* The counters the Rust router prints. ringfence_stats has the main ones; the others
- * (per-class responses, no-answer, forwarded, failovers) are read from the Prometheus
- * text, the only place the C ABI exposes them. */
-struct counters {
-    ringfence_stats s;
-    uint64_t responses_sent[6];
-    uint64_t no_answer, forwarded, failovers;
-};
-
-static bool read_counters(struct host *h, struct counters *c) {
-    memset(c, 0, sizeof *c);
-    if (!check(h, ringfence_engine_stats(h->engine, &c->s), "ringfence_engine_stats")) {
-        return false;
-    }
-    char *text = engine_text(h, TEXT_PROMETHEUS, 0);
-    if (text == NULL) {
-        return false;
-    }
-    for (int i = 0; i < 6; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "ringfence_responses_sent_total{class=\"%dxx\"}", i + 1);
-        c->responses_sent[i] = prom_value(text, name);
-    }
-    c->no_answer = prom_value(text, "ringfence_calls_total{outcome=\"no_answer\"}");
-    c->forwarded = prom_value(text, "ringfence_invites_forwarded_total");
-    c->failovers = prom_value(text, "ringfence_failovers_total");
-    free(text);
-    return true;
-}
-
-static void status_line(uint64_t elapsed_ns, const struct counters *now,
-                        const struct counters *before) {
+static void status_line(uint64_t elapsed_ns, const ringfence_stats *now,
+                        const ringfence_stats *before) {
     const uint64_t *r = now->responses_sent, *b = before->responses_sent;
     uint64_t rejected = r[3] + r[4] + r[5];
     uint64_t rejected_before = b[3] + b[4] + b[5];
     printf("t=%4" PRIu64 "s active=%-5" PRIu64 " calls/s=%-5" PRIu64 " answered=%-7" PRIu64
            " rejected/s=%-5" PRIu64 " absorbed=%-7" PRIu64 " malformed=%" PRIu64 "\n",
-           elapsed_ns / NS_PER_S, now->s.active_calls,
-           now->s.calls_started - before->s.calls_started, now->s.calls_answered,
-           rejected - rejected_before, now->s.retransmissions_absorbed, now->s.malformed);
+           elapsed_ns / NS_PER_S, now->active_calls, now->calls_started - before->calls_started,
+           now->calls_answered, rejected - rejected_before, now->retransmissions_absorbed,
+           now->malformed);
 }
 
-static void summary(const struct counters *c, uint64_t elapsed_ns) {
-    const ringfence_stats *s = &c->s;
-    const uint64_t *r = c->responses_sent;
+static void summary(const ringfence_stats *s, uint64_t elapsed_ns) {
+    const uint64_t *r = s->responses_sent;
     printf("--- summary after %.1fs ---\n", (double)elapsed_ns / 1e9);
     printf("datagrams %" PRIu64 "  requests %" PRIu64 "  responses %" PRIu64 "\n",
            s->datagrams, s->requests, s->responses);
     printf("calls started %" PRIu64 "  answered %" PRIu64 "  rejected %" PRIu64
            "  cancelled %" PRIu64 "  no answer %" PRIu64 "  ended %" PRIu64 "\n",
            s->calls_started, s->calls_answered, s->calls_rejected, s->calls_cancelled,
-           c->no_answer, s->calls_ended);
+           s->calls_no_answer, s->calls_ended);
     printf("forwarded %" PRIu64 "  failovers %" PRIu64 "  retransmissions absorbed %" PRIu64
            "  malformed %" PRIu64 "\n",
-           c->forwarded, c->failovers, s->retransmissions_absorbed, s->malformed);
+           s->invites_forwarded, s->failovers, s->retransmissions_absorbed, s->malformed);
     printf("responses sent 1xx %" PRIu64 " 2xx %" PRIu64 " 3xx %" PRIu64 " 4xx %" PRIu64
            " 5xx %" PRIu64 " 6xx %" PRIu64 "\n",
            r[0], r[1], r[2], r[3], r[4], r[5]);
@@ -791,7 +754,7 @@ static int run(const struct args *a) {
     const uint64_t stop_at = a->run_for_on && a->run_for_s < UINT64_MAX / NS_PER_S
                                  ? start + a->run_for_s * NS_PER_S
                                  : UINT64_MAX;
-    struct counters last;
+    ringfence_stats last;
     if (!read_counters(&h, &last)) {
         goto out;
     }
@@ -844,7 +807,7 @@ static int run(const struct args *a) {
             serve_http(&h, metrics);
         }
         if (!h.failed && mono_ns() >= next_status) {
-            struct counters c;
+            ringfence_stats c;
             if (read_counters(&h, &c)) {
                 if (!a->quiet) {
                     status_line(mono_ns() - start, &c, &last);
@@ -855,7 +818,7 @@ static int run(const struct args *a) {
         }
     }
     if (!h.failed) {
-        struct counters c;
+        ringfence_stats c;
         if (read_counters(&h, &c)) {
             summary(&c, mono_ns() - start);
             if (h.route_requests > 0) {

@@ -13,8 +13,19 @@
 //!   same clock must be used for every call on one engine.
 //! * Addresses are a small explicit struct, [`ringfence_addr`], not `sockaddr`, because
 //!   `sockaddr` layouts differ between platforms.
-//! * Output text goes into caller buffers: on `RINGFENCE_BUFFER_TOO_SMALL` the
-//!   required size is written to `out_len` and nothing is consumed.
+//! * Output text goes into caller buffers, snprintf style: on `RINGFENCE_OK`
+//!   `*out_len` is the length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL` it is the
+//!   size needed, NUL included, and nothing is written to the buffer. `(NULL, 0)` asks
+//!   for the size.
+//! * Error messages (`err_buf`, `err_cap`) are truncated to `err_cap - 1` bytes plus a
+//!   NUL; `err_cap` 0 (or `err_buf` `NULL`) leaves the buffer untouched. When a
+//!   constructor fails, its `*out` is not written.
+//! * Call handles are never 0: 0 in an event's `call` means "no call".
+//! * No bit pattern from C can be an invalid Rust value: enum values C passes in
+//!   (`ringfence_status_str`) or leaves in memory the library writes (the fields of
+//!   `ringfence_event`) are plain `u32` on the Rust side, and caller structs that may be
+//!   garbage or shorter than ours (`ringfence_event`, `ringfence_stats`) are written
+//!   through raw pointers, never through a Rust reference.
 //! * Threading: an engine is used by one thread at a time (it may move between
 //!   threads). A ledger may be shared by engines on different threads.
 #![allow(unsafe_code, non_camel_case_types)]
@@ -34,7 +45,7 @@ use crate::guard::{BreakerState, NodeLedger};
 use crate::health::{HealthState, Override};
 use crate::route::Target;
 
-/// Result of every call.
+/// Result of every call. Its numeric values are stable.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ringfence_status {
@@ -59,6 +70,25 @@ pub enum ringfence_status {
 }
 
 use ringfence_status::*;
+
+impl ringfence_status {
+    const ALL: [ringfence_status; 9] = [
+        RINGFENCE_OK,
+        RINGFENCE_DONE,
+        RINGFENCE_NULL_ARGUMENT,
+        RINGFENCE_BUFFER_TOO_SMALL,
+        RINGFENCE_INVALID_CONFIG,
+        RINGFENCE_UNKNOWN_CALL,
+        RINGFENCE_NOT_ROUTING,
+        RINGFENCE_INVALID_ARGUMENT,
+        RINGFENCE_PANIC,
+    ];
+
+    /// The status with this value, if any: C may pass any `uint32_t`.
+    fn from_u32(v: u32) -> Option<ringfence_status> {
+        Self::ALL.into_iter().find(|s| *s as u32 == v)
+    }
+}
 
 /// A socket address: IPv4 (`family` 4, address in `ip[0..4]`) or IPv6 (`family` 6),
 /// port in host byte order.
@@ -104,7 +134,7 @@ impl ringfence_addr {
     }
 }
 
-/// Kinds of [`ringfence_event`].
+/// Kinds of [`ringfence_event`]: the values of its `kind` field.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ringfence_event_kind {
@@ -129,7 +159,8 @@ pub enum ringfence_event_kind {
     RINGFENCE_EVENT_HEALTH_CHANGED = 9,
 }
 
-/// Why a call ended (`end_reason` of `RINGFENCE_EVENT_CALL_ENDED`).
+/// Why a call ended: the values of the `end_reason` field of
+/// `RINGFENCE_EVENT_CALL_ENDED`.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ringfence_end_reason {
@@ -153,18 +184,24 @@ pub enum ringfence_end_reason {
     RINGFENCE_END_SUPERSEDED = 8,
 }
 
-/// An event, as a tagged struct: `kind` says which fields mean something.
+/// An event, as a tagged struct: `kind` says which fields mean something; the others
+/// are 0. `ringfence_engine_poll_event` writes every field.
+///
+/// `kind` and `end_reason` are `uint32_t` holding `ringfence_event_kind` and
+/// `ringfence_end_reason` values (compare them with the enum constants as usual).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct ringfence_event {
-    /// What happened.
-    pub kind: ringfence_event_kind,
-    /// The call handle (route requests, call events).
+    /// What happened: a `ringfence_event_kind` value.
+    pub kind: u32,
+    /// The call handle (route requests, call events). Never 0 for a call: 0 means the
+    /// event is not about a call.
     pub call: u64,
     /// Status sent upstream for a rejected call.
     pub status: u16,
-    /// Why a call ended.
-    pub end_reason: ringfence_end_reason,
+    /// Why a call ended: a `ringfence_end_reason` value (`RINGFENCE_END_NONE` for
+    /// other events).
+    pub end_reason: u32,
     /// Setup time (answered) or duration (ended), milliseconds.
     pub duration_ms: u64,
     /// Calls per second (capacity) or score (health).
@@ -179,10 +216,18 @@ pub struct ringfence_event {
     pub caller: [c_char; 48],
 }
 
-/// A snapshot of the main counters (the full set is in the Prometheus text).
+/// A snapshot of the main counters (the full set is in the Prometheus text), versioned
+/// by its size: set `struct_size` to `sizeof(ringfence_stats)` before calling
+/// `ringfence_engine_stats`. Later versions only ever append fields, so a program built
+/// against an older header gets the fields it knows and a newer one learns, from the
+/// `struct_size` written back, which fields this library filled.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ringfence_stats {
+    /// In: `sizeof(ringfence_stats)` as the caller knows it. Out: the bytes the library
+    /// filled, the smaller of that and the size of the struct this library knows; the
+    /// bytes past it are left untouched.
+    pub struct_size: usize,
     /// Datagrams received.
     pub datagrams: u64,
     /// Requests received.
@@ -201,8 +246,17 @@ pub struct ringfence_stats {
     pub calls_rejected: u64,
     /// Calls cancelled.
     pub calls_cancelled: u64,
+    /// Calls that hit the ring timeout (answered upstream with `ring_timeout_status`).
+    pub calls_no_answer: u64,
     /// Answered calls that ended.
     pub calls_ended: u64,
+    /// INVITEs forwarded downstream (first attempts and failovers).
+    pub invites_forwarded: u64,
+    /// Attempts on a next target after a failure.
+    pub failovers: u64,
+    /// Responses the engine sent (generated or relayed), by class: `[0]` 1xx, `[1]` 2xx
+    /// ... `[5]` 6xx. Retransmissions are not counted.
+    pub responses_sent: [u64; 6],
     /// New calls refused by admission (all causes).
     pub refused: u64,
     /// Carrier re-attempts recognised.
@@ -294,8 +348,8 @@ macro_rules! try_mut {
     };
 }
 
-/// Writes `s` NUL-terminated into `buf`/`cap` (truncating); the length written
-/// (without the NUL) goes to `len` when non-null.
+/// Writes `s` into `buf`/`cap`, truncated to `cap - 1` bytes and NUL-terminated;
+/// nothing when `buf` is null or `cap` is 0.
 fn write_error(buf: *mut c_char, cap: usize, s: &str) {
     if buf.is_null() || cap == 0 {
         return;
@@ -307,11 +361,13 @@ fn write_error(buf: *mut c_char, cap: usize, s: &str) {
     }
 }
 
-/// Copies text into a caller buffer, NUL-terminated: `RINGFENCE_BUFFER_TOO_SMALL`
-/// (with the required size, NUL included, in `out_len`) when it does not fit.
+/// Copies text into a caller buffer, NUL-terminated, snprintf style: `RINGFENCE_OK`
+/// with the length (without the NUL) in `out_len`, or `RINGFENCE_BUFFER_TOO_SMALL`
+/// with the size needed (NUL included) in `out_len` and the buffer untouched.
+/// `(NULL, 0)` is a size query; `NULL` with a non-zero `cap` is an error.
 fn write_text(text: &str, buf: *mut c_char, cap: usize, out_len: *mut usize) -> ringfence_status {
     let out_len = try_mut!(out_len);
-    if buf.is_null() {
+    if buf.is_null() && cap != 0 {
         return RINGFENCE_NULL_ARGUMENT;
     }
     if text.len() + 1 > cap {
@@ -334,9 +390,13 @@ fn fill_cstr(dst: &mut [c_char; 48], s: &str) {
     dst[n] = 0;
 }
 
-/// A static description of `status` (never `NULL`).
+/// A static, NUL-terminated description of `status` (never `NULL`). Any value is
+/// accepted: one that is not a `ringfence_status` gets a static "unknown status" text.
 #[unsafe(no_mangle)]
-pub extern "C" fn ringfence_status_str(status: ringfence_status) -> *const c_char {
+pub extern "C" fn ringfence_status_str(status: u32) -> *const c_char {
+    let Some(status) = ringfence_status::from_u32(status) else {
+        return c"unknown status: not a ringfence_status value".as_ptr();
+    };
     let s: &'static CStr = match status {
         RINGFENCE_OK => c"ok",
         RINGFENCE_DONE => c"done: nothing more to return",
@@ -359,7 +419,9 @@ pub extern "C" fn ringfence_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// Proves the panic boundary: panics inside it and returns `RINGFENCE_PANIC`.
+/// Proves the panic boundary: panics inside it and returns `RINGFENCE_PANIC`. Like every
+/// caught panic, Rust's panic message is printed to stderr first (by the default panic
+/// hook).
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_selftest_panic() -> ringfence_status {
     guard(|| panic!("ringfence_selftest_panic: a deliberate panic at the C boundary"))
@@ -381,7 +443,11 @@ pub extern "C" fn ringfence_config_new(out: *mut *mut ringfence_config) -> ringf
 
 /// A configuration read from TOML text (`len` bytes, UTF-8, not necessarily
 /// NUL-terminated; the format of the router example). On `RINGFENCE_INVALID_CONFIG` a
-/// message naming the field and line is written to `err_buf` (may be `NULL`).
+/// message naming the field and line is written to `err_buf`.
+///
+/// On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+/// truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+/// untouched.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_config_from_toml(
     text: *const c_char,
@@ -520,7 +586,13 @@ pub extern "C" fn ringfence_config_add_default_target(
 
 // ----- ledger -----
 
-/// A capacity ledger for the engines of one node, from `cfg`'s admission settings.
+/// A capacity ledger for the engines of one node, from `cfg`'s admission settings,
+/// written to `*out`. Free with `ringfence_ledger_free`. `RINGFENCE_INVALID_CONFIG` with
+/// a message when `cfg` does not validate.
+///
+/// On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+/// truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+/// untouched.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_ledger_new(
     cfg: *const ringfence_config,
@@ -605,7 +677,13 @@ fn new_engine(
     }
 }
 
-/// An engine with its own ledger. `cfg` is copied; free it whenever convenient.
+/// An engine with its own ledger, written to `*out`. Free with `ringfence_engine_free`.
+/// `cfg` is copied; free it whenever convenient. `RINGFENCE_INVALID_CONFIG` with a
+/// message (naming the field) when `cfg` does not validate.
+///
+/// On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+/// truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+/// untouched.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_new(
     cfg: *const ringfence_config,
@@ -617,7 +695,13 @@ pub extern "C" fn ringfence_engine_new(
     guard(|| new_engine(cfg, None, now_ns, out, err_buf, err_cap))
 }
 
-/// An engine sharing `ledger` with the other engines of the node (one per thread).
+/// An engine sharing `ledger` with the other engines of the node (one per thread),
+/// written to `*out`. `RINGFENCE_INVALID_CONFIG` with a message when `cfg` does not
+/// validate or its admission settings differ from the ledger's.
+///
+/// On failure `*out` is not written. Error messages go to `err_buf` (may be `NULL`),
+/// truncated to `err_cap - 1` bytes and NUL-terminated; with `err_cap` 0 the buffer is
+/// untouched.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_new_with_ledger(
     cfg: *const ringfence_config,
@@ -747,7 +831,8 @@ pub extern "C" fn ringfence_engine_on_timeout(
     })
 }
 
-/// Takes the next event into `*out`. `RINGFENCE_DONE` when there is none.
+/// Takes the next event into `*out`, writing every field (what `*out` held before does
+/// not matter). `RINGFENCE_DONE` when there is none; `*out` is then untouched.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_poll_event(
     engine: *mut ringfence_engine,
@@ -755,11 +840,15 @@ pub extern "C" fn ringfence_engine_poll_event(
 ) -> ringfence_status {
     guard(|| {
         let e = try_mut!(engine);
-        let out = try_mut!(out);
+        if out.is_null() {
+            return RINGFENCE_NULL_ARGUMENT;
+        }
         let Some(event) = e.engine.poll_event() else {
             return RINGFENCE_DONE;
         };
-        *out = to_c_event(&event);
+        // A plain write through the pointer: no Rust reference is made to caller memory,
+        // whatever it held.
+        unsafe { out.write(to_c_event(&event)) };
         RINGFENCE_OK
     })
 }
@@ -768,10 +857,10 @@ fn to_c_event(event: &Event) -> ringfence_event {
     use ringfence_end_reason::*;
     use ringfence_event_kind::*;
     let mut c = ringfence_event {
-        kind: RINGFENCE_EVENT_DRAINED,
+        kind: RINGFENCE_EVENT_DRAINED as u32,
         call: 0,
         status: 0,
-        end_reason: RINGFENCE_END_NONE,
+        end_reason: RINGFENCE_END_NONE as u32,
         duration_ms: 0,
         value: 0.0,
         state: 0,
@@ -786,7 +875,7 @@ fn to_c_event(event: &Event) -> ringfence_event {
             caller,
             ..
         } => {
-            c.kind = RINGFENCE_EVENT_ROUTE_REQUEST;
+            c.kind = RINGFENCE_EVENT_ROUTE_REQUEST as u32;
             c.call = call.0;
             fill_cstr(&mut c.dialled, dialled);
             fill_cstr(&mut c.caller, caller);
@@ -797,13 +886,13 @@ fn to_c_event(event: &Event) -> ringfence_event {
             caller,
             ..
         } => {
-            c.kind = RINGFENCE_EVENT_CALL_STARTED;
+            c.kind = RINGFENCE_EVENT_CALL_STARTED as u32;
             c.call = call.0;
             fill_cstr(&mut c.dialled, dialled);
             fill_cstr(&mut c.caller, caller);
         }
         Event::CallAnswered { call, setup, .. } => {
-            c.kind = RINGFENCE_EVENT_CALL_ANSWERED;
+            c.kind = RINGFENCE_EVENT_CALL_ANSWERED as u32;
             c.call = call.0;
             c.duration_ms = setup.as_millis() as u64;
         }
@@ -813,10 +902,10 @@ fn to_c_event(event: &Event) -> ringfence_event {
             duration,
             ..
         } => {
-            c.kind = RINGFENCE_EVENT_CALL_ENDED;
+            c.kind = RINGFENCE_EVENT_CALL_ENDED as u32;
             c.call = call.0;
             c.duration_ms = duration.as_millis() as u64;
-            c.end_reason = match reason {
+            let end = match reason {
                 EndReason::Rejected { status } => {
                     c.status = *status;
                     RINGFENCE_END_REJECTED
@@ -829,16 +918,17 @@ fn to_c_event(event: &Event) -> ringfence_event {
                 EndReason::NoAck => RINGFENCE_END_NO_ACK,
                 EndReason::Superseded => RINGFENCE_END_SUPERSEDED,
             };
+            c.end_reason = end as u32;
         }
-        Event::Drained => c.kind = RINGFENCE_EVENT_DRAINED,
+        Event::Drained => c.kind = RINGFENCE_EVENT_DRAINED as u32,
         Event::CapacityChanged {
             calls_per_second, ..
         } => {
-            c.kind = RINGFENCE_EVENT_CAPACITY_CHANGED;
+            c.kind = RINGFENCE_EVENT_CAPACITY_CHANGED as u32;
             c.value = calls_per_second.unwrap_or(0.0);
         }
         Event::BreakerChanged { target, state, .. } => {
-            c.kind = RINGFENCE_EVENT_BREAKER_CHANGED;
+            c.kind = RINGFENCE_EVENT_BREAKER_CHANGED as u32;
             c.target = ringfence_addr::from_socket(*target);
             c.state = match state {
                 BreakerState::Closed => 0,
@@ -847,11 +937,11 @@ fn to_c_event(event: &Event) -> ringfence_event {
             };
         }
         Event::RoutingDegraded { degraded, .. } => {
-            c.kind = RINGFENCE_EVENT_ROUTING_DEGRADED;
+            c.kind = RINGFENCE_EVENT_ROUTING_DEGRADED as u32;
             c.state = u32::from(*degraded);
         }
         Event::HealthChanged { to, score, .. } => {
-            c.kind = RINGFENCE_EVENT_HEALTH_CHANGED;
+            c.kind = RINGFENCE_EVENT_HEALTH_CHANGED as u32;
             c.state = health_code(*to);
             c.value = *score;
         }
@@ -877,7 +967,11 @@ fn call_status(r: Result<(), CallError>) -> ringfence_status {
 }
 
 /// Answers a route request with `n` targets (each `"host:port"` or a `sip:` URI with
-/// an IP host, NUL-terminated), tried in the order given.
+/// an IP host, NUL-terminated), tried in the order given. `RINGFENCE_INVALID_ARGUMENT`
+/// for `n` 0 or a target that does not parse (checked before the handle),
+/// `RINGFENCE_UNKNOWN_CALL` when no call has this handle (it ended, or never existed:
+/// 0 never does), `RINGFENCE_NOT_ROUTING` when the call is no longer waiting for a
+/// route (already answered, or its route request timed out and the engine routed it).
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_route(
     engine: *mut ringfence_engine,
@@ -919,7 +1013,22 @@ pub extern "C" fn ringfence_engine_route(
     })
 }
 
-/// Answers a route request by rejecting the call with `status` (400..=699).
+/// Answers a route request by rejecting the call with `status`, which must be
+/// 400..=699: any other status is `RINGFENCE_INVALID_ARGUMENT`, checked before the
+/// handle (so also for a stale one). Then `RINGFENCE_UNKNOWN_CALL` or
+/// `RINGFENCE_NOT_ROUTING` as for `ringfence_engine_route`.
+///
+/// A 4xx or 6xx is sent upstream as given: use one (404, 480, 486, 603...) when this
+/// call cannot be routed. A 5xx is sent upstream too, except that a 503 becomes the
+/// configured `downstream_503_status` (500 by default: carriers fail a 503 over to the
+/// rest of the fleet), but the engine also takes it as the routing service failing,
+/// like a route request left unanswered: when failures (5xx answers and timeouts) make
+/// up the configured share of the recent route requests (by default half of the last
+/// 10), it emits `RINGFENCE_EVENT_ROUTING_DEGRADED` (`state` 1) and for a cool-down (10 s
+/// by default) stops sending route requests: new calls are routed from the routing
+/// table, else the number's last-known-good route (the last route that worked for it),
+/// else the default route, else rejected with `route_failure_status`. The rejected call
+/// itself is not re-routed.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_reject(
     engine: *mut ringfence_engine,
@@ -929,6 +1038,9 @@ pub extern "C" fn ringfence_engine_reject(
 ) -> ringfence_status {
     guard(|| {
         let e = try_mut!(engine);
+        if !(400..=699).contains(&status) {
+            return RINGFENCE_INVALID_ARGUMENT;
+        }
         let now = e.at(now_ns);
         call_status(
             e.engine
@@ -1005,7 +1117,13 @@ pub extern "C" fn ringfence_engine_set_health_override(
     })
 }
 
-/// Writes the bypass signal line (NUL-terminated) stamped with `wall_ms` (Unix ms).
+/// Writes the bypass signal line stamped with `wall_ms` (Unix ms).
+///
+/// Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+/// and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+/// (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+/// NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+/// non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_bypass_signal(
     engine: *mut ringfence_engine,
@@ -1023,7 +1141,14 @@ pub extern "C" fn ringfence_engine_bypass_signal(
     })
 }
 
-/// Writes this node's fleet report line (NUL-terminated) for node name `node`.
+/// Writes this node's fleet report line for node name `node` (NUL-terminated UTF-8, one
+/// token: not empty, no spaces, no `=`; else `RINGFENCE_INVALID_ARGUMENT`).
+///
+/// Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+/// and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+/// (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+/// NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+/// non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_node_report(
     engine: *mut ringfence_engine,
@@ -1051,7 +1176,11 @@ pub extern "C" fn ringfence_engine_node_report(
     })
 }
 
-/// Fills `*out` with the main counters.
+/// Fills `*out` with the main counters. Set `out->struct_size` to
+/// `sizeof(ringfence_stats)` first: the library fills that many bytes at most (only the
+/// first `sizeof(size_t)` bytes of `*out` are read), and writes back in `struct_size`
+/// how many it filled. `RINGFENCE_INVALID_ARGUMENT` (and `*out` untouched) when
+/// `struct_size` is smaller than `sizeof(size_t)`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_stats(
     engine: *const ringfence_engine,
@@ -1059,9 +1188,19 @@ pub extern "C" fn ringfence_engine_stats(
 ) -> ringfence_status {
     guard(|| {
         let e = try_ref!(engine);
-        let out = try_mut!(out);
+        if out.is_null() {
+            return RINGFENCE_NULL_ARGUMENT;
+        }
+        // Only the size is read, and no reference is made: the caller's struct may be an
+        // older, shorter one than ours.
+        let caller_size = unsafe { (&raw const (*out).struct_size).read() };
+        if caller_size < size_of::<usize>() {
+            return RINGFENCE_INVALID_ARGUMENT;
+        }
+        let n = caller_size.min(size_of::<ringfence_stats>());
         let s = e.engine.stats();
-        *out = ringfence_stats {
+        let filled = ringfence_stats {
+            struct_size: n,
             datagrams: s.datagrams,
             requests: s.requests,
             responses: s.responses,
@@ -1071,7 +1210,11 @@ pub extern "C" fn ringfence_engine_stats(
             calls_answered: s.calls_answered,
             calls_rejected: s.calls_rejected,
             calls_cancelled: s.calls_cancelled,
+            calls_no_answer: s.calls_no_answer,
             calls_ended: s.calls_ended,
+            invites_forwarded: s.invites_forwarded,
+            failovers: s.failovers,
+            responses_sent: s.responses_sent,
             refused: s.refused_total(),
             reattempts: s.trunks.iter().map(|t| t.reattempts).sum(),
             suppressed: s.trunks.iter().map(|t| t.suppressed).sum(),
@@ -1080,11 +1223,21 @@ pub extern "C" fn ringfence_engine_stats(
             health_score: s.health_score,
             draining: u8::from(s.draining),
         };
+        // The first `n` bytes: `n` is at most our size and at most what the caller has.
+        unsafe {
+            std::ptr::copy_nonoverlapping((&raw const filled).cast::<u8>(), out.cast::<u8>(), n);
+        }
         RINGFENCE_OK
     })
 }
 
-/// Writes every counter in the Prometheus text format (NUL-terminated).
+/// Writes every counter in the Prometheus text format.
+///
+/// Text output, snprintf style: on `RINGFENCE_OK` the text and its NUL are in `buf`
+/// and `*out_len` is its length without the NUL; on `RINGFENCE_BUFFER_TOO_SMALL`
+/// (`cap` below the length + 1) `buf` is untouched and `*out_len` is the size needed,
+/// NUL included. `buf` `NULL` with `cap` 0 asks for that size; `buf` `NULL` with a
+/// non-zero `cap` is `RINGFENCE_NULL_ARGUMENT`. `out_len` must not be `NULL`.
 #[unsafe(no_mangle)]
 pub extern "C" fn ringfence_engine_stats_prometheus(
     engine: *const ringfence_engine,
@@ -1114,8 +1267,16 @@ mod tests {
             RINGFENCE_PANIC,
             RINGFENCE_BUFFER_TOO_SMALL,
         ] {
-            let d = unsafe { CStr::from_ptr(ringfence_status_str(s)) };
+            let d = unsafe { CStr::from_ptr(ringfence_status_str(s as u32)) };
             assert!(!d.to_bytes().is_empty());
+        }
+        for (i, s) in ringfence_status::ALL.into_iter().enumerate() {
+            assert_eq!(s as u32, i as u32, "the statuses are 0.. in order");
+            assert_eq!(ringfence_status::from_u32(i as u32), Some(s));
+        }
+        for v in [9, 0xA5A5_A5A5, u32::MAX] {
+            let d = unsafe { CStr::from_ptr(ringfence_status_str(v)) };
+            assert!(d.to_str().unwrap().starts_with("unknown status"));
         }
         assert_eq!(ringfence_selftest_panic(), RINGFENCE_PANIC);
     }

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -357,6 +358,20 @@ static event_list *events(ringfence_engine *e, event_list *out) {
         CHECK(ev->kind >= RINGFENCE_EVENT_ROUTE_REQUEST && ev->kind <= RINGFENCE_EVENT_HEALTH_CHANGED);
         CHECK(memchr(ev->dialled, '\0', sizeof ev->dialled) != NULL);
         CHECK(memchr(ev->caller, '\0', sizeof ev->caller) != NULL);
+        /* Call handles are never 0; 0 means "not about a call". */
+        bool about_call = ev->kind == RINGFENCE_EVENT_ROUTE_REQUEST ||
+                          ev->kind == RINGFENCE_EVENT_CALL_STARTED ||
+                          ev->kind == RINGFENCE_EVENT_CALL_ANSWERED ||
+                          ev->kind == RINGFENCE_EVENT_CALL_ENDED;
+        CHECK(about_call ? ev->call != 0 : ev->call == 0);
+        /* Every field written: end_reason only for CALL_ENDED, else RINGFENCE_END_NONE. */
+        if (ev->kind == RINGFENCE_EVENT_CALL_ENDED) {
+            CHECK(ev->end_reason >= RINGFENCE_END_REJECTED &&
+                  ev->end_reason <= RINGFENCE_END_SUPERSEDED);
+            CHECK((ev->end_reason == RINGFENCE_END_REJECTED) == (ev->status != 0));
+        } else {
+            CHECK(ev->end_reason == RINGFENCE_END_NONE && ev->status == 0);
+        }
         out->n++;
     }
 }
@@ -380,8 +395,10 @@ static const ringfence_event *find_kind(const event_list *l, ringfence_event_kin
 
 static ringfence_stats stats_of(const ringfence_engine *e) {
     ringfence_stats s;
-    memset(&s, 0, sizeof s);
+    memset(&s, 0xA5, sizeof s);
+    s.struct_size = sizeof s;
     CHECK_ST(ringfence_engine_stats(e, &s), RINGFENCE_OK);
+    CHECK(s.struct_size == sizeof s); /* this library knows exactly this header's struct */
     return s;
 }
 
@@ -449,6 +466,17 @@ static void test_static_functions(void) {
         seen[s] = d;
     }
     CHECK_CONTAINS(ringfence_status_str(RINGFENCE_BUFFER_TOO_SMALL), "out_len");
+    /* Any uint32_t is accepted: values that are not a status get a static text of their
+     * own. */
+    const uint32_t unknown[] = {RINGFENCE_PANIC + 1, 0xA5A5A5A5u, UINT32_MAX};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
+        const char *d = ringfence_status_str(unknown[i]);
+        CHECK(d != NULL);
+        CHECK_CONTAINS(d, "unknown status");
+        for (unsigned j = RINGFENCE_OK; j <= RINGFENCE_PANIC; j++) {
+            CHECK(strcmp(seen[j], d) != 0);
+        }
+    }
 
     const char *v = ringfence_version();
     CHECK(v != NULL && v[0] >= '0' && v[0] <= '9' && strchr(v, '.') != NULL);
@@ -721,6 +749,16 @@ static void test_engine_arguments(void) {
     /* events */
     CHECK_ST(ringfence_engine_poll_event(NULL, &ev), RINGFENCE_NULL_ARGUMENT);
     CHECK_ST(ringfence_engine_poll_event(e, NULL), RINGFENCE_NULL_ARGUMENT);
+    /* Nothing to take: RINGFENCE_DONE and *out untouched. */
+    event_list *evl = malloc(sizeof *evl);
+    CHECK(evl != NULL);
+    events(e, evl);
+    free(evl);
+    unsigned char before[sizeof ev];
+    memset(&ev, 0x5A, sizeof ev);
+    memcpy(before, &ev, sizeof ev);
+    CHECK_ST(ringfence_engine_poll_event(e, &ev), RINGFENCE_DONE);
+    CHECK(memcmp(before, &ev, sizeof ev) == 0);
 
     /* routing decisions */
     CHECK_ST(ringfence_engine_route(NULL, now, 1, targets, 1), RINGFENCE_NULL_ARGUMENT);
@@ -761,6 +799,7 @@ static void test_engine_arguments(void) {
              RINGFENCE_INVALID_ARGUMENT);
     CHECK_ST(ringfence_engine_node_report(e, now, "\xff", 0, text, sizeof text, &out_len),
              RINGFENCE_INVALID_ARGUMENT);
+    st.struct_size = sizeof st;
     CHECK_ST(ringfence_engine_stats(NULL, &st), RINGFENCE_NULL_ARGUMENT);
     CHECK_ST(ringfence_engine_stats(e, NULL), RINGFENCE_NULL_ARGUMENT);
     CHECK_ST(ringfence_engine_stats_prometheus(NULL, text, sizeof text, &out_len),
@@ -819,6 +858,11 @@ static char *text_sized(text_fn fn, uint64_t now) {
     size_t need0 = 0;
     CHECK_ST(fn(g_text_engine, now, probe, 0, &need0), RINGFENCE_BUFFER_TOO_SMALL);
     CHECK(need0 == need);
+    /* (NULL, 0) is a size query, as with snprintf; NULL with room is still an error. */
+    size_t query = 0;
+    CHECK_ST(fn(g_text_engine, now, NULL, 0, &query), RINGFENCE_BUFFER_TOO_SMALL);
+    CHECK(query == need);
+    CHECK_ST(fn(g_text_engine, now, NULL, need, &query), RINGFENCE_NULL_ARGUMENT);
     char *buf = malloc(need);
     CHECK(buf != NULL);
     size_t len = 0;
@@ -830,6 +874,116 @@ static char *text_sized(text_fn fn, uint64_t now) {
     CHECK(len == need - 1); /* on success: the length without the NUL */
     CHECK(buf[len] == '\0' && strlen(buf) == len);
     return buf;
+}
+
+/* The value of the sample `name` (labels included) in Prometheus text; UINT64_MAX when
+ * it is missing, so that a missing sample never compares equal to a counter. */
+static uint64_t prom_value(const char *text, const char *name) {
+    size_t n = strlen(name);
+    for (const char *line = text; line != NULL && *line != '\0';) {
+        if (strncmp(line, name, n) == 0 && line[n] == ' ') {
+            return strtoull(line + n + 1, NULL, 10);
+        }
+        line = strchr(line, '\n');
+        if (line != NULL) {
+            line++;
+        }
+    }
+    return UINT64_MAX;
+}
+
+/* ringfence_stats agrees with the Prometheus text, the new counters included. */
+static ringfence_stats stats_agree(ringfence_engine *e, uint64_t now) {
+    ringfence_stats s = stats_of(e);
+    g_text_engine = e;
+    char *t = text_sized(prometheus_fn, now);
+    CHECK(prom_value(t, "ringfence_datagrams_total") == s.datagrams);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"started\"}") == s.calls_started);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"answered\"}") == s.calls_answered);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"rejected\"}") == s.calls_rejected);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"cancelled\"}") == s.calls_cancelled);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"no_answer\"}") == s.calls_no_answer);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"ended\"}") == s.calls_ended);
+    CHECK(prom_value(t, "ringfence_invites_forwarded_total") == s.invites_forwarded);
+    CHECK(prom_value(t, "ringfence_failovers_total") == s.failovers);
+    for (int i = 0; i < 6; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "ringfence_responses_sent_total{class=\"%dxx\"}", i + 1);
+        CHECK(prom_value(t, name) == s.responses_sent[i]);
+    }
+    free(t);
+    return s;
+}
+
+static bool bytes_are(const unsigned char *p, size_t from, size_t to, unsigned char v) {
+    for (size_t i = from; i < to; i++) {
+        if (p[i] != v) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ringfence_stats is versioned by struct_size: the library fills no more than the caller
+ * says it has, never more than it knows, and writes back how much it filled. */
+static void test_stats_size(void) {
+    ringfence_engine *e = engine_from(routed_config("192.0.2.20:5080"));
+    char msg[MSG_CAP];
+    size_t len = options(msg, "sizes");
+    feed(e, T0, &CARRIER, msg, len);
+    sent_list *out = malloc(sizeof *out);
+    CHECK(out != NULL);
+    collect(e, out);
+    ONE_TO(out, CARRIER, "SIP/2.0 200 ");
+    free(out);
+
+    union {
+        ringfence_stats s;
+        unsigned char bytes[sizeof(ringfence_stats) + 64];
+    } u;
+    const size_t full = sizeof(ringfence_stats), room = sizeof u.bytes;
+
+    /* Too small to hold even struct_size: refused, nothing written. */
+    for (size_t bad = 0; bad < sizeof(size_t); bad++) {
+        memset(&u, 0xA5, sizeof u);
+        u.s.struct_size = bad;
+        CHECK_ST(ringfence_engine_stats(e, &u.s), RINGFENCE_INVALID_ARGUMENT);
+        CHECK(u.s.struct_size == bad);
+        CHECK(bytes_are(u.bytes, sizeof(size_t), room, 0xA5));
+    }
+
+    /* Only struct_size: written back, nothing else. */
+    memset(&u, 0xA5, sizeof u);
+    u.s.struct_size = sizeof(size_t);
+    CHECK_ST(ringfence_engine_stats(e, &u.s), RINGFENCE_OK);
+    CHECK(u.s.struct_size == sizeof(size_t));
+    CHECK(bytes_are(u.bytes, sizeof(size_t), room, 0xA5));
+
+    /* An older, shorter struct (up to `requests`): only its fields are written. */
+    const size_t older = offsetof(ringfence_stats, responses);
+    memset(&u, 0xA5, sizeof u);
+    u.s.struct_size = older;
+    CHECK_ST(ringfence_engine_stats(e, &u.s), RINGFENCE_OK);
+    CHECK(u.s.struct_size == older);
+    CHECK(u.s.datagrams == 1 && u.s.requests == 1);
+    CHECK(bytes_are(u.bytes, older, room, 0xA5));
+
+    /* A newer, longer struct: what this library knows is filled, the rest untouched,
+     * and struct_size says where the library's part ends. */
+    memset(&u, 0xA5, sizeof u);
+    u.s.struct_size = room;
+    CHECK_ST(ringfence_engine_stats(e, &u.s), RINGFENCE_OK);
+    CHECK(u.s.struct_size == full);
+    CHECK(u.s.datagrams == 1 && u.s.requests == 1 && u.s.responses == 0);
+    CHECK(u.s.responses_sent[1] == 1); /* the 200 for the OPTIONS */
+    CHECK(u.s.draining == 0 && u.s.health_state == 0);
+    CHECK(bytes_are(u.bytes, full, room, 0xA5));
+
+    /* This header's own size: everything. */
+    ringfence_stats s = stats_agree(e, T0);
+    CHECK(s.datagrams == 1 && s.invites_forwarded == 0 && s.calls_no_answer == 0);
+    CHECK(s.responses_sent[0] == 0 && s.responses_sent[1] == 1 && s.responses_sent[3] == 0);
+    ringfence_engine_free(e);
 }
 
 static void test_text_outputs(void) {
@@ -1039,12 +1193,21 @@ static void test_full_call(void) {
     CHECK(s.active_calls == 0);
     CHECK(s.datagrams == 8 && s.requests == 5 && s.responses == 3);
     CHECK(s.malformed == 0);
+    s = stats_agree(e, now);
+    CHECK(s.invites_forwarded == 1 && s.failovers == 0 && s.calls_no_answer == 0);
+    CHECK(s.responses_sent[1] >= 2); /* the 200s for the INVITE and the BYE, relayed */
+    CHECK(s.responses_sent[4] == 1); /* the 503 refusing the call while draining */
 
     /* The call is over: its handle is stale. */
     const char *targets[] = {"192.0.2.20:5080"};
     CHECK_ST(ringfence_engine_reject(e, now, call, 486), RINGFENCE_UNKNOWN_CALL);
     CHECK_ST(ringfence_engine_route(e, now, call, targets, 1), RINGFENCE_UNKNOWN_CALL);
     CHECK_ST(ringfence_engine_reject(e, now, UINT64_C(0xdeadbeef), 486), RINGFENCE_UNKNOWN_CALL);
+    /* The status is checked before the handle: a bad one is INVALID_ARGUMENT whatever the
+     * handle. */
+    CHECK_ST(ringfence_engine_reject(e, now, call, 200), RINGFENCE_INVALID_ARGUMENT);
+    CHECK_ST(ringfence_engine_reject(e, now, UINT64_C(0xdeadbeef), 700), RINGFENCE_INVALID_ARGUMENT);
+    CHECK_ST(ringfence_engine_reject(e, now, 0, 399), RINGFENCE_INVALID_ARGUMENT);
 
     /* Undrain: OPTIONS is answered 200 again. */
     CHECK_ST(ringfence_engine_undrain(e, now), RINGFENCE_OK);
@@ -1114,6 +1277,10 @@ static void test_route_requests(void) {
     CHECK_ST(ringfence_engine_reject(e, now, call, 700), RINGFENCE_INVALID_ARGUMENT);
     CHECK_ST(ringfence_engine_reject(e, now, call, 0), RINGFENCE_INVALID_ARGUMENT);
     CHECK_ST(ringfence_engine_route(e, now, call + 1000, ok, 2), RINGFENCE_UNKNOWN_CALL);
+    /* The first call of a fresh engine: its handle is not 0, and 0 is no call. */
+    CHECK(call != 0);
+    CHECK_ST(ringfence_engine_reject(e, now, 0, 486), RINGFENCE_UNKNOWN_CALL);
+    CHECK_ST(ringfence_engine_route(e, now, 0, ok, 2), RINGFENCE_UNKNOWN_CALL);
     collect(e, out);
     CHECK(out->n == 0);
 
@@ -1148,8 +1315,80 @@ static void test_route_requests(void) {
     ringfence_stats s = stats_of(e);
     CHECK(s.calls_started == 2 && s.calls_rejected == 1 && s.active_calls == 1);
 
+    /* A third call rejected 503 by the host: sent upstream as downstream_503_status (500
+     * by default), never as a 503. */
+    len = invite_from(msg, "+14155550127", "ask3");
+    feed(e, now, &CARRIER, msg, len);
+    collect(e, out);
+    events(e, ev);
+    rr = find_kind(ev, RINGFENCE_EVENT_ROUTE_REQUEST);
+    CHECK(rr != NULL && rr->call != call && rr->call != call2);
+    uint64_t call3 = rr->call;
+    CHECK_ST(ringfence_engine_reject(e, now, call3, 503), RINGFENCE_OK);
+    collect(e, out);
+    ONE_TO(out, CARRIER, "SIP/2.0 500 ");
+    CHECK(count_to(out, &CARRIER, "SIP/2.0 503 ") == 0);
+    events(e, ev);
+    ended = find_kind(ev, RINGFENCE_EVENT_CALL_ENDED);
+    CHECK(ended != NULL && ended->call == call3);
+    CHECK(ended->end_reason == RINGFENCE_END_REJECTED && ended->status == 500);
+    s = stats_agree(e, now);
+    CHECK(s.calls_started == 3 && s.calls_rejected == 2 && s.active_calls == 1);
+
     /* Freed with a call still ringing: nothing may leak. */
     free(out);
+    free(ev);
+    ringfence_engine_free(e);
+}
+
+/* Failover and the ring timeout: forwarded INVITEs, failovers and no-answer calls are
+ * counted in ringfence_stats as in the Prometheus text. */
+static void test_call_counters(void) {
+    ringfence_config *cfg = routed_config("192.0.2.20:5080");
+    CHECK_ST(ringfence_config_add_default_target(cfg, "192.0.2.21:5080"), RINGFENCE_OK);
+    CHECK_ST(ringfence_config_set_ring_timeout_ms(cfg, 5000), RINGFENCE_OK);
+    ringfence_engine *e = engine_from(cfg);
+    uint64_t now = T0;
+    sent_list *out = malloc(sizeof *out);
+    sent_list *scratch = malloc(sizeof *scratch);
+    event_list *ev = malloc(sizeof *ev);
+    CHECK(out != NULL && scratch != NULL && ev != NULL);
+    char msg[MSG_CAP];
+
+    size_t len = invite(msg, "cnt1");
+    feed(e, now, &CARRIER, msg, len);
+    collect(e, out);
+    ONE_TO(out, CARRIER, "SIP/2.0 100 ");
+    sent_t first = *ONE_TO(out, DEST, "INVITE ");
+    events(e, ev);
+    const ringfence_event *started = find_kind(ev, RINGFENCE_EVENT_CALL_STARTED);
+    CHECK(started != NULL);
+    uint64_t call = started->call;
+
+    /* The first destination answers 503: the call fails over to the second. */
+    now += 100 * NS_PER_MS;
+    len = response_to(msg, &first, 503, "Service Unavailable", "busy1");
+    feed(e, now, &DEST, msg, len);
+    collect(e, out);
+    ONE_TO(out, DEST2, "INVITE ");
+    CHECK(count_to(out, &CARRIER, "SIP/2.0 5") == 0);
+    ringfence_stats s = stats_agree(e, now);
+    CHECK(s.invites_forwarded == 2 && s.failovers == 1);
+
+    /* Nobody answers: the ring timeout ends the call upstream with 408. */
+    run_timers(e, &now, now + 6 * NS_PER_S, scratch);
+    s = stats_agree(e, now);
+    CHECK(s.calls_started == 1 && s.calls_no_answer == 1 && s.calls_answered == 0);
+    CHECK(s.calls_rejected == 0 && s.active_calls == 0);
+    CHECK(s.invites_forwarded == 2 && s.failovers == 1);
+    CHECK(s.responses_sent[0] == 1); /* the 100 */
+    CHECK(s.responses_sent[3] >= 1); /* the 408 */
+    CHECK(s.responses_sent[4] == 0); /* the 503 was not relayed */
+    /* The call is over. */
+    CHECK_ST(ringfence_engine_reject(e, now, call, 486), RINGFENCE_UNKNOWN_CALL);
+
+    free(out);
+    free(scratch);
     free(ev);
     ringfence_engine_free(e);
 }
@@ -1249,6 +1488,8 @@ int main(void) {
     test_text_outputs();
     test_full_call();
     test_route_requests();
+    test_call_counters();
+    test_stats_size();
     test_ledger();
     test_ipv6();
     printf("abi_test: %lu passed, 0 failed\n", g_checks);
