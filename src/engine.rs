@@ -32,7 +32,8 @@ use crate::transaction::{
 use crate::wire::{self, Message, Method, Reply, Transport, Via};
 
 /// Identifies a call in events and in [`Engine::route`]. Stale once the call's setup
-/// is over; the engine then answers [`CallError::UnknownCall`].
+/// is over; the engine then answers [`CallError::UnknownCall`]. Never 0: a host may use
+/// 0 for "no call".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct CallHandle(pub u64);
 
@@ -318,6 +319,70 @@ impl SmallText {
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    /// Appends bytes; what does not fit is cut (callers size their lines well below
+    /// the capacity, as `new` does).
+    pub(crate) fn push(&mut self, b: &[u8]) -> &mut Self {
+        let n = b.len().min(self.buf.len() - self.len);
+        debug_assert!(n == b.len(), "SmallText overflow");
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+        self
+    }
+
+    /// Appends an IP address as text: IPv4 by hand (the hot case, no formatter),
+    /// IPv6 through `Display`.
+    pub(crate) fn push_ip(&mut self, ip: IpAddr) -> &mut Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b".");
+                    }
+                    let mut d = [0u8; 3];
+                    let mut k = 3;
+                    let mut o = o;
+                    loop {
+                        k -= 1;
+                        d[k] = b'0' + o % 10;
+                        o /= 10;
+                        if o == 0 {
+                            break;
+                        }
+                    }
+                    self.push(&d[k..]);
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(self, "{v6}");
+            }
+        }
+        self
+    }
+
+    /// Appends `host:port` as `SocketAddr`'s `Display` writes it (IPv6 bracketed).
+    pub(crate) fn push_addr(&mut self, addr: SocketAddr) -> &mut Self {
+        match addr {
+            SocketAddr::V4(a) => self.push_ip(IpAddr::V4(*a.ip())),
+            SocketAddr::V6(a) => self.push(b"[").push_ip(IpAddr::V6(*a.ip())).push(b"]"),
+        };
+        self.push(b":").push_u32(addr.port() as u32)
+    }
+
+    /// Appends a number in decimal.
+    pub(crate) fn push_u32(&mut self, mut n: u32) -> &mut Self {
+        let mut d = [0u8; 10];
+        let mut k = d.len();
+        loop {
+            k -= 1;
+            d[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push(&d[k..])
+    }
 }
 
 impl std::fmt::Write for SmallText {
@@ -468,7 +533,15 @@ impl Engine {
         self.out.pop_event()
     }
 
-    /// Answers a [`Event::RouteRequest`].
+    /// Answers a [`Event::RouteRequest`]: forward the call to the targets in order, or
+    /// reject it with a 4xx–6xx status.
+    ///
+    /// A 5xx reject is honoured (the caller gets it; a 503 becomes the configured
+    /// `proxy.downstream_503_status`, since a 503 upstream would make the carrier fail
+    /// over the whole node), but it counts as the routing service failing: when half
+    /// of recent route requests fail, [`Event::RoutingDegraded`] is emitted and new
+    /// calls are routed without asking (routing table, last route that worked for the
+    /// number, default route) until the cool-down passes.
     pub fn route(
         &mut self,
         now: Instant,
@@ -925,10 +998,9 @@ impl Engine {
             self.stats.stray_responses += 1;
             return;
         };
-        let Some(status) = keys.status() else {
+        let (Some(status), Some(cseq_method)) = (keys.status(), keys.cseq_method()) else {
             return;
         };
-        let cseq_method = keys.cseq_method();
         if cseq_method == Method::Cancel {
             match self.txs.clients.get(cid).and_then(|e| e.cancel) {
                 Some(c) => cid = c,
@@ -1126,31 +1198,41 @@ impl Engine {
             Some(TxOwner::Call(call)) => self.calls.get(call).map(|c| c.trunk),
             _ => self.current_trunk,
         };
-        let oc = match (msg, self.txs.servers.get(id)) {
-            (Some(m), _) => self.oc_params(&m.top_via(), trunk),
-            (None, Some(e)) => wire::scan(&e.request, &limits)
-                .map(|m| self.oc_params(&m.top_via(), trunk))
-                .unwrap_or_default(),
-            (None, None) => SmallText::default(),
-        };
-        let Some(e) = self.txs.servers.get_mut(id) else {
-            return;
+        // The kept request is lent out while it is read, and given back unless this
+        // response is final (a transaction that answered needs it no more).
+        let kept = match (msg, self.txs.servers.get_mut(id)) {
+            (_, None) => return,
+            (Some(_), Some(_)) => Vec::new(),
+            (None, Some(e)) => std::mem::take(&mut e.request),
         };
         let stored;
         let msg = match msg {
             Some(m) => m,
-            None => match wire::scan(&e.request, &limits) {
+            None => match wire::scan(&kept, &limits) {
                 Ok(m) => {
                     stored = m;
                     &stored
                 }
                 // Only requests that scanned are kept; there is nothing to answer from.
-                Err(_) => return,
+                Err(_) => {
+                    if let Some(e) = self.txs.servers.get_mut(id) {
+                        e.request = kept;
+                    }
+                    return;
+                }
             },
+        };
+        let oc = self.oc_params(&msg.top_via(), trunk);
+        let Some(e) = self.txs.servers.get_mut(id) else {
+            return;
         };
         // `peer` has the source IP (only its port may differ), so it decides `received`.
         let (_, received) = response_target(&msg.top_via(), e.peer);
-        let received = received.map(SmallText::new);
+        let received = received.map(|ip| {
+            let mut t = SmallText::default();
+            t.push_ip(ip);
+            t
+        });
         let reply = Reply {
             status,
             reason,
@@ -1162,15 +1244,21 @@ impl Engine {
         };
         self.buf.clear();
         wire::write_response(msg, &reply, &mut self.buf);
-        if e.tx
-            .respond(self.now, &self.cfg.timers, status, &self.buf)
-            .is_ok()
-        {
+        let sent =
+            e.tx.respond(self.now, &self.cfg.timers, status, &self.buf)
+                .is_ok();
+        if sent {
             self.stats.count_response(status);
             self.out.send(e.peer, e.local, e.transport, &self.buf);
             if status >= 200 {
                 e.request = Vec::new();
             }
+        }
+        let finished = sent && status >= 200;
+        if !kept.is_empty() && !finished {
+            e.request = kept;
+        }
+        if sent {
             self.schedule_server(id);
         }
     }
@@ -1717,4 +1805,33 @@ pub struct TableSizes {
     pub timers: usize,
     /// Last-known-good route cache entries.
     pub last_known_good: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_text_writes_addresses_as_display_does() {
+        for a in [
+            "0.0.0.0:0",
+            "192.0.2.1:5060",
+            "255.255.255.255:65535",
+            "10.0.100.9:5",
+            "[::1]:5060",
+            "[2001:db8::9:1]:5061",
+            "[::ffff:192.0.2.10]:19823",
+        ] {
+            let addr: SocketAddr = a.parse().unwrap();
+            let mut t = SmallText::default();
+            t.push_addr(addr);
+            assert_eq!(t.as_bytes(), addr.to_string().as_bytes(), "{a}");
+            let mut ip = SmallText::default();
+            ip.push_ip(addr.ip());
+            assert_eq!(ip.as_bytes(), addr.ip().to_string().as_bytes(), "{a}");
+        }
+        let mut n = SmallText::default();
+        n.push_u32(0).push(b" ").push_u32(u32::MAX);
+        assert_eq!(n.as_bytes(), b"0 4294967295");
+    }
 }

@@ -110,7 +110,11 @@ pub mod bench_hooks {
             let callers: Vec<String> = (0..n).map(|i| format!("1415{i:07}")).collect();
             let keys: Vec<u64> = callers
                 .iter()
-                .map(|c| table.key(0, Some(c), Some("18005550199")).expect("non-anonymous"))
+                .map(|c| {
+                    table
+                        .key(0, Some(c), Some("18005550199"))
+                        .expect("non-anonymous")
+                })
                 .collect();
             for &k in &keys {
                 table.set(k, Previous::Failed, Time::ZERO, Duration::from_secs(3600));
@@ -132,7 +136,9 @@ pub mod bench_hooks {
 
         /// Looks up a precomputed key (the table cost alone).
         pub fn lookup_key(&self, i: usize) -> bool {
-            self.table.get(self.keys[i % self.keys.len()], Time::ZERO).is_some()
+            self.table
+                .get(self.keys[i % self.keys.len()], Time::ZERO)
+                .is_some()
         }
 
         /// Entries held.
@@ -146,4 +152,3 @@ pub mod bench_hooks {
         }
     }
 }
-

@@ -341,20 +341,22 @@ impl Engine {
             caller: c.caller.to_string(),
         };
         self.out.event(event);
-        self.route_call(id);
+        self.route_call(id, msg);
     }
 
-    fn route_call(&mut self, id: Key) {
+    /// Routes a new call. `msg` is its INVITE while the datagram is at hand (saves a
+    /// rescan of the kept copy when the call is forwarded at once).
+    fn route_call(&mut self, id: Key, msg: &Message<'_>) {
         use crate::config::AskHost;
         let Some(call) = self.calls.get(id) else {
             return;
         };
         let known = call.number.as_deref().and_then(|n| self.routes.lookup(n));
         match (self.cfg.routing.ask_host, known) {
-            (AskHost::Always, _) | (AskHost::Unknown, None) => self.ask_host(id),
-            (_, Some(targets)) => self.start_targets(id, targets),
+            (AskHost::Always, _) | (AskHost::Unknown, None) => self.ask_host(id, msg),
+            (_, Some(targets)) => self.start_targets(id, targets, Some(msg)),
             (AskHost::Never, None) => match self.routes.default_route() {
-                Some(targets) => self.start_targets(id, targets),
+                Some(targets) => self.start_targets(id, targets, Some(msg)),
                 None => self.reject_call(id, self.cfg.routing.no_route_status),
             },
         }
@@ -371,7 +373,7 @@ impl Engine {
         match cached {
             Some(targets) => {
                 self.stats.route_fallbacks += 1;
-                self.start_targets(id, targets);
+                self.start_targets(id, targets, None);
             }
             None => {
                 self.health.failed(self.now);
@@ -390,7 +392,7 @@ impl Engine {
         }
     }
 
-    fn ask_host(&mut self, id: Key) {
+    fn ask_host(&mut self, id: Key, msg: &Message<'_>) {
         let (degraded, change) = self.host_health.degraded(self.now);
         if let Some(d) = change {
             self.out.event(Event::RoutingDegraded { degraded: d });
@@ -406,7 +408,7 @@ impl Engine {
                 .and_then(|c| c.number.as_deref())
                 .and_then(|n| self.routes.lookup(n).or_else(|| self.lkg.get(n)));
             match known.or_else(|| self.routes.default_route()) {
-                Some(targets) => self.start_targets(id, targets),
+                Some(targets) => self.start_targets(id, targets, Some(msg)),
                 None => self.reject_call(id, self.cfg.routing.route_failure_status),
             }
             return;
@@ -440,7 +442,7 @@ impl Engine {
             RouteDecision::Targets(t) if t.is_empty() => Err(CallError::NoTargets),
             RouteDecision::Targets(t) => {
                 self.host_outcome(true);
-                self.start_targets(id, Arc::from(t));
+                self.start_targets(id, Arc::from(t), None);
                 Ok(())
             }
             RouteDecision::Reject(status) if !(400..=699).contains(&status) => {
@@ -463,7 +465,7 @@ impl Engine {
         }
     }
 
-    fn start_targets(&mut self, id: Key, targets: Arc<[Target]>) {
+    fn start_targets(&mut self, id: Key, targets: Arc<[Target]>, msg: Option<&Message<'_>>) {
         let order = attempt_order(&targets, &mut self.rng);
         let Some(call) = self.calls.get_mut(id) else {
             return;
@@ -472,13 +474,13 @@ impl Engine {
         call.targets = order;
         call.next = 0;
         call.route_by = None;
-        self.try_next_target(id);
+        self.try_next_target(id, msg);
     }
 
     /// Forwards to the next target whose breaker is closed, or answers upstream with
     /// the best final when none is left. Every try after the first spends from the
     /// retry budget; when it is empty the call fails fast.
-    fn try_next_target(&mut self, id: Key) {
+    fn try_next_target(&mut self, id: Key, msg: Option<&Message<'_>>) {
         loop {
             let Some(call) = self.calls.get_mut(id) else {
                 return;
@@ -503,7 +505,7 @@ impl Engine {
             } else {
                 self.budget.first_attempt(self.now);
             }
-            if self.forward_invite(id, &target) {
+            if self.forward_invite(id, &target, msg) {
                 if let Some(call) = self.calls.get_mut(id) {
                     call.attempted = true;
                 }
@@ -557,7 +559,7 @@ impl Engine {
     }
 
     /// Sends the call's INVITE to `target`. False when it could not be sent.
-    fn forward_invite(&mut self, id: Key, target: &Target) -> bool {
+    fn forward_invite(&mut self, id: Key, target: &Target, msg: Option<&Message<'_>>) -> bool {
         let Some(call) = self.calls.get(id) else {
             return false;
         };
@@ -581,7 +583,9 @@ impl Engine {
             local,
             transport,
             owner,
-            |engine, branch, out| engine.write_forwarded(server, branch, Some(target), true, out),
+            |engine, branch, out| {
+                engine.write_forwarded(server, branch, Some(target), true, msg, out)
+            },
         );
         let Some(cid) = cid else {
             return false;
@@ -606,24 +610,44 @@ impl Engine {
         branch: &[u8],
         target: Option<&Target>,
         record_route: bool,
+        inbound: Option<&Message<'_>>,
         out: &mut Vec<u8>,
     ) -> bool {
         let limits = self.cfg.wire;
         let Some(e) = self.txs.servers.get(server) else {
             return false;
         };
-        let Ok(msg) = wire::scan(&e.request, &limits) else {
-            return false;
+        // The datagram's own scan when at hand; the kept copy holds the same bytes.
+        let stored;
+        let msg = match inbound {
+            Some(m) => m,
+            None => match wire::scan(&e.request, &limits) {
+                Ok(m) => {
+                    stored = m;
+                    &stored
+                }
+                Err(_) => return false,
+            },
         };
         let local = e.local;
-        let via = SmallText::new(format_args!(
-            "Via: SIP/2.0/{} {local};branch={};rport",
-            transport_token(e.transport),
-            std::str::from_utf8(branch).unwrap_or_default()
-        ));
-        let rr = SmallText::new(format_args!("Record-Route: <sip:{local};lr>"));
+        let mut via = SmallText::default();
+        via.push(b"Via: SIP/2.0/")
+            .push(transport_token(e.transport).as_bytes())
+            .push(b" ")
+            .push_addr(local)
+            .push(b";branch=")
+            .push(branch)
+            .push(b";rport");
+        let mut rr = SmallText::default();
+        rr.push(b"Record-Route: <sip:")
+            .push_addr(local)
+            .push(b";lr>");
         let (_, received) = response_target(&msg.top_via(), e.peer);
-        let received = received.map(SmallText::new);
+        let received = received.map(|ip| {
+            let mut t = SmallText::default();
+            t.push_ip(ip);
+            t
+        });
         let mut ruri = std::mem::take(&mut self.buf2);
         ruri.clear();
         if let Some(t) = target {
@@ -647,7 +671,7 @@ impl Engine {
                 None => ruri.extend_from_slice(t.uri.as_bytes()),
             }
         }
-        let mut splice = Splice::new(&msg)
+        let mut splice = Splice::new(msg)
             .insert_via(via.as_bytes())
             .set_via_received(received.as_ref().map(SmallText::as_bytes), e.peer.port());
         if record_route {
@@ -659,7 +683,7 @@ impl Engine {
                 Err(_) => return false,
             };
         }
-        if self.is_our_route(&msg, local) {
+        if self.is_our_route(msg, local) {
             splice = match splice.remove_top_route() {
                 Ok(s) => s,
                 Err(_) => return false,
@@ -686,7 +710,8 @@ impl Engine {
             .strip_prefix(b"sip:")
             .or_else(|| uri.strip_prefix(b"sips:"))
             .unwrap_or(uri);
-        let me = SmallText::new(local);
+        let mut me = SmallText::default();
+        me.push_addr(local);
         rest.starts_with(me.as_bytes())
             && matches!(rest.get(me.as_bytes().len()), None | Some(b';'))
     }
@@ -709,7 +734,7 @@ impl Engine {
             self.breaker_signal(dest, Some(status), retry_after(msg));
         }
         let current = self.calls.get(call).is_some_and(|c| c.branch == Some(cid));
-        if !abandoned && !current && (200..300).contains(&status) && self.answers_dialog(msg) {
+        if !current && (200..300).contains(&status) && self.answers_dialog(msg) {
             // A retransmission of the 2xx that answered the call (the caller's ACK has
             // not reached the callee yet): relayed upstream like the first (RFC 6026
             // §8.4), never mistaken for a stray answer and hung up.
@@ -765,7 +790,7 @@ impl Engine {
                 }
                 // A 6xx means nowhere will do (RFC 3261 §16.7 step 5).
                 if failover && r < 4 {
-                    self.try_next_target(call);
+                    self.try_next_target(call, None);
                 } else {
                     self.fail_call(call);
                 }
@@ -807,7 +832,7 @@ impl Engine {
                 bytes: Vec::new(),
             });
         }
-        self.try_next_target(call);
+        self.try_next_target(call, None);
     }
 
     /// A response on a branch whose call no longer wants it: CANCEL a ringing branch,

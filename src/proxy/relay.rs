@@ -87,7 +87,9 @@ impl Engine {
             out_local,
             out_transport,
             owner,
-            |engine, branch, out| engine.write_forwarded(server, branch, None, false, out),
+            |engine, branch, out| {
+                engine.write_forwarded(server, branch, None, false, Some(msg), out)
+            },
         );
         match client {
             Some(c) => {

@@ -323,6 +323,53 @@ pub(crate) fn is_token(c: u8) -> bool {
     TOKEN[c as usize]
 }
 
+/// Byte classes for [`run`]: token characters.
+pub(crate) const C_TOKEN: u8 = 1;
+/// Characters of a parameter name or unquoted value: token or `:`.
+pub(crate) const C_PARAM: u8 = 2;
+/// Characters of a host name or IPv4 address.
+pub(crate) const C_HOST: u8 = 4;
+/// Linear whitespace, including the CR/LF of folded lines.
+pub(crate) const C_LWS: u8 = 8;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        if TOKEN[i] {
+            t[i] |= C_TOKEN | C_PARAM;
+        }
+        if c == b':' {
+            t[i] |= C_PARAM;
+        }
+        if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_') {
+            t[i] |= C_HOST;
+        }
+        if matches!(c, b' ' | b'\t' | b'\r' | b'\n') {
+            t[i] |= C_LWS;
+        }
+        i += 1;
+    }
+    t
+};
+
+/// The end of the run of bytes in `class` starting at `i` (at most `end`). One table
+/// load per byte and no bounds checks inside the loop: the hot parsers spend most of
+/// their time here.
+#[inline]
+pub(crate) fn run(buf: &[u8], i: usize, end: usize, class: u8) -> usize {
+    match buf.get(i..end) {
+        Some(s) => {
+            i + s
+                .iter()
+                .position(|&c| CLASS[c as usize] & class == 0)
+                .unwrap_or(s.len())
+        }
+        None => i,
+    }
+}
+
 /// Whitespace inside a header value: SP, HT, and the CR/LF of folded lines.
 #[inline]
 pub(crate) fn is_lws(c: u8) -> bool {
@@ -331,11 +378,8 @@ pub(crate) fn is_lws(c: u8) -> bool {
 
 /// Advances `i` past whitespace, stopping at `end`.
 #[inline]
-pub(crate) fn skip_lws(buf: &[u8], mut i: usize, end: usize) -> usize {
-    while i < end && is_lws(buf[i]) {
-        i += 1;
-    }
-    i
+pub(crate) fn skip_lws(buf: &[u8], i: usize, end: usize) -> usize {
+    run(buf, i, end, C_LWS)
 }
 
 /// Moves `end` back past whitespace, stopping at `start`.
@@ -442,6 +486,7 @@ impl<'a> Params<'a> {
 impl Iterator for Params<'_> {
     type Item = Result<Param, usize>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (buf, end) = (self.buf, self.end);
         let i = skip_lws(buf, self.pos, end);
@@ -450,10 +495,7 @@ impl Iterator for Params<'_> {
             return None;
         }
         let ns = skip_lws(buf, i + 1, end);
-        let mut j = ns;
-        while j < end && (is_token(buf[j]) || buf[j] == b':') {
-            j += 1;
-        }
+        let j = run(buf, ns, end, C_PARAM);
         if j == ns {
             self.pos = end;
             return Some(Err(ns));
@@ -477,11 +519,7 @@ impl Iterator for Params<'_> {
                     }
                 }
             } else {
-                let mut v = vs;
-                while v < end && (is_token(buf[v]) || buf[v] == b':') {
-                    v += 1;
-                }
-                v
+                run(buf, vs, end, C_PARAM)
             };
             self.pos = ve;
             Some(Ok(Param {

@@ -1,6 +1,8 @@
 //! The lean scan for the hot path: the keys that match a message to a transaction (RFC
 //! 3261 §17.1.3, §17.2.3), read by walking header lines only until they are all found.
-//! A retransmission is recognised and answered from these alone.
+//! A retransmission is recognised and answered from these alone: for a request that is
+//! the start line and the top Via (usually the first header), for a response the top
+//! Via and CSeq.
 
 use super::error::{ParseError, ParseErrorKind as K};
 use super::header::{HeaderName, Line, Lines};
@@ -8,7 +10,8 @@ use super::method::Method;
 use super::scan::{Limits, StartLine, Transport, parse_cseq, parse_start_line, parse_via};
 use super::span::Span;
 
-/// Transaction-matching keys: start line, top Via branch and sent-by, Call-ID, CSeq.
+/// Transaction-matching keys: start line, top Via branch and sent-by, and for a
+/// response its CSeq.
 ///
 /// Only the lines up to the last of those headers are read, so nothing is promised
 /// about the rest of the message: scan it with [`scan`](super::scan) before acting on it
@@ -21,9 +24,7 @@ pub struct Keys<'a> {
     host: Span,
     port: Option<u16>,
     branch: Option<Span>,
-    call_id: Span,
-    cseq_number: u32,
-    cseq_method: Span,
+    cseq: Option<(u32, Span)>,
 }
 
 impl<'a> Keys<'a> {
@@ -63,24 +64,20 @@ impl<'a> Keys<'a> {
         Transport::parse(self.transport.of(self.buf))
     }
 
-    /// Call-ID.
-    pub fn call_id(&self) -> &'a [u8] {
-        self.call_id.of(self.buf)
+    /// CSeq number; always read for a response, never for a request.
+    pub fn cseq_number(&self) -> Option<u32> {
+        self.cseq.map(|(n, _)| n)
     }
 
-    /// CSeq number.
-    pub fn cseq_number(&self) -> u32 {
-        self.cseq_number
-    }
-
-    /// CSeq method.
-    pub fn cseq_method(&self) -> Method<'a> {
-        Method::parse(self.cseq_method.of(self.buf))
+    /// CSeq method; always read for a response, never for a request.
+    pub fn cseq_method(&self) -> Option<Method<'a>> {
+        self.cseq.map(|(_, m)| Method::parse(m.of(self.buf)))
     }
 }
 
-/// Reads a message's transaction keys, stopping as soon as the top Via, Call-ID and
-/// CSeq are found. Errors are those of [`scan`](super::scan) for the part it reads.
+/// Reads a message's transaction keys, stopping as soon as the top Via (and, for a
+/// response, CSeq) is found. Errors are those of [`scan`](super::scan) for the part it
+/// reads.
 pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseError> {
     let cap = limits.max_message_len.min(Limits::MAX_MESSAGE_LEN);
     if buf.len() > cap {
@@ -93,8 +90,10 @@ pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseEr
     let buf = &buf[skip..];
     let rebase = |e: ParseError| ParseError::new(e.kind, e.offset + skip);
     let (start_line, pos) = parse_start_line(buf).map_err(rebase)?;
+    // RFC 3261 §17.2.3 matches a request on branch, sent-by and method; §17.1.3 matches
+    // a response on branch and CSeq method.
+    let need_cseq = matches!(start_line, StartLine::Response { .. });
     let mut via = None;
-    let mut call_id = None;
     let mut cseq = None;
     let mut lines = Lines::new(buf, pos);
     for _ in 0..limits.max_headers {
@@ -113,8 +112,7 @@ pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseEr
                     .map_err(|at| rebase(ParseError::new(K::BadVia, at)))?;
                 via = Some(spans);
             }
-            HeaderName::CallId if call_id.is_none() => call_id = Some(h.value(buf)),
-            HeaderName::CSeq if cseq.is_none() => {
+            HeaderName::CSeq if need_cseq && cseq.is_none() => {
                 let v = h.value(buf);
                 cseq = Some(
                     parse_cseq(buf, v.start(), v.end())
@@ -123,10 +121,9 @@ pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseEr
             }
             _ => continue,
         }
-        if let (Some(v), Some(call_id), Some((n, m))) = (via, call_id, cseq) {
-            if call_id.is_empty() {
-                return Err(rebase(ParseError::new(K::BadCallId, call_id.start())));
-            }
+        if let Some(v) = via
+            && (cseq.is_some() || !need_cseq)
+        {
             return Ok(Keys {
                 buf,
                 start_line,
@@ -134,16 +131,12 @@ pub fn scan_keys<'a>(buf: &'a [u8], limits: &Limits) -> Result<Keys<'a>, ParseEr
                 host: v.host,
                 port: v.port,
                 branch: v.branch,
-                call_id,
-                cseq_number: n,
-                cseq_method: m,
+                cseq,
             });
         }
     }
     let missing = if via.is_none() {
         HeaderName::Via
-    } else if call_id.is_none() {
-        HeaderName::CallId
     } else {
         HeaderName::CSeq
     };
@@ -180,17 +173,27 @@ mod tests {
         assert_eq!(k.sent_by_host(), b"[2001:db8::1]");
         assert_eq!(k.sent_by_port(), Some(5061));
         assert_eq!(k.transport(), Transport::Tls);
-        assert_eq!(k.call_id(), m.call_id());
-        assert_eq!(k.cseq_number(), 2);
-        assert_eq!(k.cseq_method(), Method::Bye);
+        // A request is matched without its CSeq (RFC 3261 §17.2.3).
+        assert_eq!(k.cseq_number(), None);
+        assert_eq!(m.cseq().number, 2);
     }
 
     #[test]
     fn keys_stop_reading_once_found() {
-        // Everything after CSeq is beyond the lean scan: even a broken line.
+        // Everything after the top Via is beyond the lean scan of a request: even a
+        // broken line.
         let mut buf = REQ[..REQ.len() - 2].to_vec();
         buf.extend_from_slice(b"this line has no colon\r\n\r\n");
         assert!(scan_keys(&buf, &Limits::default()).is_ok());
+        let broken_second =
+            b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nno colon\r\n\r\n";
+        assert!(scan_keys(broken_second, &Limits::default()).is_ok());
+        // A response reads on to its CSeq.
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nno colon\r\nCSeq: 1 BYE\r\n\r\n";
+        assert_eq!(
+            scan_keys(resp, &Limits::default()).unwrap_err().kind,
+            K::BadHeaderLine
+        );
         assert_eq!(
             scan(&buf, &Limits::default()).unwrap_err().kind,
             K::BadHeaderLine
@@ -204,7 +207,8 @@ mod tests {
         let k = scan_keys(buf, &Limits::default()).unwrap();
         assert_eq!(k.status(), Some(486));
         assert_eq!(k.method(), None);
-        assert_eq!(k.cseq_method(), Method::Invite);
+        assert_eq!(k.cseq_method(), Some(Method::Invite));
+        assert_eq!(k.cseq_number(), Some(7));
         assert_eq!(k.sent_by_port(), None);
     }
 
@@ -224,23 +228,21 @@ mod tests {
             ParseError::new(K::TooLarge, 10)
         );
         let mut buf = b"\r\n".to_vec();
-        buf.extend_from_slice(b"BYE sip:b SIP/2.0\r\nCSeq: x BYE\r\n\r\n");
+        buf.extend_from_slice(b"SIP/2.0 200 OK\r\nCSeq: x BYE\r\n\r\n");
         assert_eq!(
             scan_keys(&buf, &l).unwrap_err(),
-            ParseError::new(K::BadCSeq, 27)
+            ParseError::new(K::BadCSeq, 24)
         );
         let no_via = b"BYE sip:b SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 BYE\r\n\r\n";
         assert_eq!(
             scan_keys(no_via, &l).unwrap_err(),
             ParseError::new(K::MissingHeader(HeaderName::Via), 44)
         );
-        let no_call_id = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nCSeq: 1 BYE\r\n\r\n";
+        let no_cseq = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c\r\n\r\n";
         assert_eq!(
-            scan_keys(no_call_id, &l).unwrap_err().kind,
-            K::MissingHeader(HeaderName::CallId)
+            scan_keys(no_cseq, &l).unwrap_err().kind,
+            K::MissingHeader(HeaderName::CSeq)
         );
-        let empty_call_id = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\ni:\r\nCSeq: 1 BYE\r\n\r\n";
-        assert_eq!(scan_keys(empty_call_id, &l).unwrap_err().kind, K::BadCallId);
         let bad_via = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP\r\n\r\n";
         assert_eq!(scan_keys(bad_via, &l).unwrap_err().kind, K::BadVia);
         let truncated = b"BYE sip:b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n";
@@ -267,9 +269,11 @@ mod tests {
             max_headers: 2,
             ..Limits::default()
         };
+        let resp = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\nCall-ID: c\r\nCSeq: 1 BYE\r\n\r\n";
         assert_eq!(
-            scan_keys(REQ, &few).unwrap_err().kind,
-            K::MissingHeader(HeaderName::CallId)
+            scan_keys(resp, &few).unwrap_err().kind,
+            K::MissingHeader(HeaderName::CSeq)
         );
+        assert!(scan_keys(resp, &Limits::default()).is_ok());
     }
 }

@@ -3,8 +3,8 @@
 
 use super::error::{ParseError, ParseErrorKind as K};
 use super::header::{
-    HeaderName, Headers, Line, Lines, Params, count_elements, element_end, is_lws, is_token,
-    quoted_end, quoted_terminated, skip_lws, trim_end,
+    C_HOST, C_TOKEN, HeaderName, Headers, Line, Lines, Params, count_elements, element_end, is_lws,
+    is_token, quoted_end, quoted_terminated, run, skip_lws, trim_end,
 };
 use super::method::Method;
 use super::span::Span;
@@ -868,13 +868,7 @@ fn valid_request_uri(uri: &[u8]) -> bool {
 /// Parses the first value of a Via header in `buf[start..end]`. Returns its spans and
 /// the index of the comma that ends it (or `end`). On error, the offset of the fault.
 pub(crate) fn parse_via(buf: &[u8], start: usize, end: usize) -> Result<(ViaSpans, usize), usize> {
-    let token_at = |i: usize| -> usize {
-        let mut j = i;
-        while j < end && is_token(buf[j]) {
-            j += 1;
-        }
-        j
-    };
+    let token_at = |i: usize| -> usize { run(buf, i, end, C_TOKEN) };
     let expect_slash = |i: usize| -> Result<usize, usize> {
         let i = skip_lws(buf, i, end);
         if i < end && buf[i] == b'/' {
@@ -913,11 +907,7 @@ pub(crate) fn parse_via(buf: &[u8], start: usize, end: usize) -> Result<(ViaSpan
             None => return Err(i),
         }
     } else {
-        let mut j = i;
-        while j < end && (buf[j].is_ascii_alphanumeric() || matches!(buf[j], b'-' | b'.' | b'_')) {
-            j += 1;
-        }
-        j
+        run(buf, i, end, C_HOST)
     };
     if he == hs {
         return Err(hs);
