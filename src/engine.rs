@@ -1408,12 +1408,18 @@ impl Engine {
     }
 
     fn refused_key(&self, msg: &Message<'_>) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // One keyed stream over the whole key: no part is hashed without the secret,
+        // so collisions cannot be searched for offline.
         let via = msg.top_via();
-        let mut parts = [0u64; 3];
-        parts[0] = crate::hash::bytes_digest(via.branch.unwrap_or_default());
-        parts[1] = crate::hash::bytes_digest(&via.host.to_ascii_lowercase());
-        parts[2] = via.port.unwrap_or(0) as u64;
-        digest(self.cfg.seed ^ 0x7265_6675, &parts)
+        let mut h = crate::hash::SeededState::new(self.cfg.seed ^ 0x7265_6675).build_hasher();
+        h.write(via.branch.unwrap_or_default());
+        h.write_u8(0);
+        for &c in via.host {
+            h.write_u8(c.to_ascii_lowercase());
+        }
+        h.write_u16(via.port.unwrap_or(0));
+        h.finish()
     }
 
     fn memo_refusal(&mut self, msg: &Message<'_>, memo: RefusalMemo) {
