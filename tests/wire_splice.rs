@@ -445,17 +445,13 @@ fn line_kinds_are_rendered_in_the_model() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Scanner bugs found by the fuzzer, kept failing until `src/wire` is fixed.
+// Scanner bugs found by the fuzzer, kept as regressions.
 
-/// Found by `fuzz/fuzz_targets/scan.rs`. The top Via is parsed with `[...]` as a unit
-/// (an IPv6 sent-by, or a bracketed parameter value), and its contents are not
-/// validated; Via lines below the top are only counted, and counting splits at every
-/// comma outside quotes and `<>`, brackets included. So `[2001:db8,::1]` is one Via on
-/// top and two anywhere else, and the count changes when a proxy inserts its Via above
-/// it or pops the one above it. Either fix passes: reject the malformed reference
-/// (`BadVia`), or count brackets as a unit.
+/// Found by `fuzz/fuzz_targets/scan.rs`: a comma inside `[...]` was part of the top
+/// Via when parsed but split the value when a Via below the top was counted, so the
+/// count changed when a proxy inserted its Via above it. Now a bracketed sent-by must
+/// be an IPv6 reference (else `BadVia`) and counting treats `[...]` as one unit.
 #[test]
-#[ignore = "scanner bug: a comma inside [...] splits a Via value when counted below the top, not when parsed on top"]
 fn via_count_does_not_change_when_a_via_is_inserted_above() {
     let limits = Limits::default();
     for value in [

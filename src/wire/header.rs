@@ -394,13 +394,17 @@ pub(crate) fn trim_end(buf: &[u8], start: usize, mut end: usize) -> usize {
 /// Finds the end of a comma-separated element starting at `i`: the index of the
 /// separating comma, or `end`. Commas inside quoted strings and `<...>` do not split.
 pub(crate) fn element_end(buf: &[u8], mut i: usize, end: usize) -> usize {
-    let mut in_angle = false;
+    let (mut in_angle, mut in_bracket) = (false, false);
     while i < end {
         match buf[i] {
             b'"' => i = quoted_end(buf, i, end),
             b'<' => in_angle = true,
             b'>' => in_angle = false,
-            b',' if !in_angle => return i,
+            // An IPv6 reference is one unit wherever it appears (a Via's sent-by or
+            // `received`), as the Via parser reads it.
+            b'[' => in_bracket = true,
+            b']' => in_bracket = false,
+            b',' if !in_angle && !in_bracket => return i,
             _ => {}
         }
         i += 1;
@@ -438,7 +442,8 @@ pub(crate) fn quoted_terminated(buf: &[u8], mut i: usize, end: usize) -> bool {
 
 /// Counts the non-empty comma-separated elements in `buf[start..end]`.
 pub(crate) fn count_elements(buf: &[u8], start: usize, end: usize) -> usize {
-    // Fast path: no comma and no quote means one element (or none).
+    // Fast path: no comma and no quote means one element (or none); brackets only
+    // matter around a comma.
     if memchr::memchr2(b',', b'"', &buf[start..end]).is_none() {
         return usize::from(skip_lws(buf, start, end) < end);
     }

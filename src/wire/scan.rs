@@ -903,8 +903,17 @@ pub(crate) fn parse_via(buf: &[u8], start: usize, end: usize) -> Result<(ViaSpan
     let hs = i;
     let he = if buf[i] == b'[' {
         match memchr::memchr(b']', &buf[i..end]) {
-            Some(r) => i + r + 1,
-            None => return Err(i),
+            // IPv6reference (RFC 3261 §25.1): hex digits, colons, and the dots of an
+            // embedded IPv4 address; anything else is not an address.
+            Some(r)
+                if r > 1
+                    && buf[i + 1..i + r]
+                        .iter()
+                        .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.') =>
+            {
+                i + r + 1
+            }
+            _ => return Err(i),
         }
     } else {
         run(buf, i, end, C_HOST)
@@ -1551,9 +1560,20 @@ mod tests {
             "Via: SIP/2.0/UDP h junk",
             "Via: SIP/2.0/UDP",
             "Via: SIP/2.0/UDP :5060",
+            "Via: SIP/2.0/UDP [2001:db8,::1]:5060;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [];branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [host.example];branch=z9hG4bK1",
         ] {
             assert_eq!(fail(&with(0, bad)).kind, K::BadVia, "{bad}");
         }
+        let mapped = with(
+            0,
+            "Via: SIP/2.0/UDP [::ffff:192.0.2.10]:19823;branch=z9hG4bK1",
+        );
+        assert_eq!(
+            scan(&mapped, &LIMITS).unwrap().top_via().host,
+            b"[::ffff:192.0.2.10]"
+        );
     }
 
     #[test]
