@@ -3,7 +3,6 @@
 
 mod support;
 
-
 use ringfence::guard::{Refusal, TrunkConfig};
 use ringfence::{Config, Event};
 use support::sip::Req;

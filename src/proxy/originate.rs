@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 
-use crate::engine::{Engine, SmallText, TxOwner};
+use crate::engine::{Engine, Event, SmallText, TxOwner};
 use crate::proxy::{transport_token, uri_of};
 use crate::slab::Key;
 use crate::wire::{self, Message, Transport};
@@ -86,7 +86,8 @@ impl Engine {
             return;
         };
         let (dest, local, transport) = (e.dest, e.local, e.transport);
-        if matches!(e.owner, TxOwner::Own) {
+        // Hung up already (the stored ACK says so): ACK again, never a second BYE.
+        if matches!(e.owner, TxOwner::Own) || !e.tx.ack().is_empty() {
             if !e.tx.ack().is_empty() {
                 self.out.send(dest, local, transport, e.tx.ack());
             }
@@ -124,7 +125,13 @@ impl Engine {
         self.send_bye(&bye, dest, local, transport);
         if let Some(e) = self.txs.clients.get_mut(cid) {
             e.tx.set_ack(&bytes);
-            e.owner = TxOwner::Own;
+            // A call's branch stays the call's: if this was a second answer (a fork)
+            // on a branch whose first answer the caller took, retransmissions of that
+            // first answer must still be relayed to the caller.
+            match &mut e.owner {
+                TxOwner::Branch { abandoned, .. } => *abandoned = true,
+                owner => *owner = TxOwner::Own,
+            }
         }
     }
 }
@@ -177,6 +184,7 @@ impl Engine {
     /// Probes a half-open destination with OPTIONS.
     pub(crate) fn send_probe(&mut self, target: SocketAddr) {
         let Some(local) = self.last_local else {
+            self.probe_not_sent(target);
             return;
         };
         let seq = self.rng.next_u64();
@@ -201,7 +209,20 @@ impl Engine {
         );
         if sent.is_some() {
             self.stats.probes_sent += 1;
+        } else {
+            self.probe_not_sent(target);
         }
+    }
+
+    /// A probe that could not go out (transaction table full) counts as one that got
+    /// no answer: the breaker opens again and the probe is retried after another
+    /// cool-down. Left half-open, the destination would be skipped and never probed
+    /// again.
+    fn probe_not_sent(&mut self, target: SocketAddr) {
+        if let Some((target, state)) = self.breakers.failure(target, true, self.now) {
+            self.out.event(Event::BreakerChanged { target, state });
+        }
+        self.schedule_guard();
     }
 }
 

@@ -97,6 +97,13 @@ impl Engine {
                 if let Some(e) = self.txs.servers.get_mut(server) {
                     e.owner = TxOwner::RelayServer { client: Some(c) };
                 }
+                // Timer C for a relayed re-INVITE (RFC 3261 §16.6 step 11): once it has
+                // rung, nothing else would end it if its final never came.
+                let timer_c = self.now + self.cfg.proxy.ring_timeout;
+                if let Some(e) = self.txs.clients.get_mut(c) {
+                    e.tx.give_up_by(timer_c);
+                }
+                self.schedule_client(c);
             }
             None => {
                 self.respond(server, None, 500, reason(500), b"");

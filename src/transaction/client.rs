@@ -105,8 +105,15 @@ impl ClientTx {
     /// whatever provisionals arrive meanwhile. Without this an INVITE in Proceeding,
     /// which has no timer of its own, would wait forever for a final.
     pub(crate) fn abandon(&mut self, now: Time, timers: &Timers) {
-        if self.invite && !self.finished() && self.give_up_at.is_none() {
-            self.give_up_at = Some(now + timers.t1x64());
+        self.give_up_by(now + timers.t1x64());
+    }
+
+    /// An INVITE times out at `at` unless a final comes first, whatever provisionals
+    /// arrive meanwhile (the earliest such deadline holds). For INVITEs nothing else
+    /// guards once in Proceeding (a proxy's Timer C).
+    pub(crate) fn give_up_by(&mut self, at: Time) {
+        if self.invite && !self.finished() {
+            self.give_up_at = Some(self.give_up_at.map_or(at, |t| t.min(at)));
         }
     }
 
@@ -327,6 +334,32 @@ mod tests {
         );
         assert_eq!(tx.on_response(at(600), &t, 180), ClientOutcome::Absorbed);
         assert_eq!(tx.next_wake(), Some(at(10) + t.t1x64()));
+    }
+
+    #[test]
+    fn an_abandoned_invite_times_out_even_while_provisionals_keep_coming() {
+        let t = Timers::default();
+        let mut tx = ClientTx::new(at(0), &t, true, false, b"INVITE".to_vec());
+        tx.on_response(at(100), &t, 180);
+        assert_eq!(tx.next_wake(), None, "Proceeding alone has no timer");
+        tx.abandon(at(1_000), &t);
+        assert_eq!(tx.next_wake(), Some(at(1_000) + t.t1x64()));
+        tx.on_response(at(2_000), &t, 183);
+        tx.abandon(at(3_000), &t);
+        assert_eq!(
+            tx.next_wake(),
+            Some(at(1_000) + t.t1x64()),
+            "kept, not pushed"
+        );
+        assert_eq!(tx.on_timer(at(1_000) + t.t1x64(), &t), ClientFired::Timeout);
+        assert_eq!(tx.next_wake(), None);
+        // A final in time clears it; a finished transaction is not abandoned.
+        let mut tx = ClientTx::new(at(0), &t, true, false, b"INVITE".to_vec());
+        tx.abandon(at(0), &t);
+        tx.on_response(at(10), &t, 487);
+        assert_eq!(tx.next_wake(), Some(at(10) + t.timer_d), "Timer D only");
+        tx.abandon(at(20), &t);
+        assert_eq!(tx.next_wake(), Some(at(10) + t.timer_d));
     }
 
     #[test]
