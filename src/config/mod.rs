@@ -330,11 +330,20 @@ impl Config {
             699,
             "",
         )?;
-        if p.downstream_503_status == 503 {
-            return Err(ConfigError::new(
-                "proxy.downstream_503_status",
-                "must not be 503: relaying 503 makes carriers fail calls over to the fleet",
-            ));
+        // Our own 503 always carries Retry-After (overload); any other final the
+        // engine sends on a call's behalf must not be one, or carriers fail the call
+        // over to the rest of the fleet.
+        for (field, status) in [
+            ("proxy.downstream_503_status", p.downstream_503_status),
+            ("proxy.ring_timeout_status", p.ring_timeout_status),
+            ("routing.route_failure_status", r.route_failure_status),
+        ] {
+            if status == 503 {
+                return Err(ConfigError::new(
+                    field,
+                    "must not be 503: a 503 makes carriers fail calls over to the fleet",
+                ));
+            }
         }
         for (i, s) in p.failover_statuses.iter().enumerate() {
             in_range(&format!("proxy.failover_statuses[{i}]"), *s, 300, 699, "")?;
@@ -514,6 +523,15 @@ mod tests {
             c.validate().unwrap_err().field,
             "proxy.downstream_503_status"
         );
+        let mut c = Config::default();
+        c.routing.route_failure_status = 503;
+        assert_eq!(
+            c.validate().unwrap_err().field,
+            "routing.route_failure_status"
+        );
+        let mut c = Config::default();
+        c.proxy.ring_timeout_status = 503;
+        assert_eq!(c.validate().unwrap_err().field, "proxy.ring_timeout_status");
         let mut c = Config::default();
         c.limits.max_transactions = 0;
         assert_eq!(c.validate().unwrap_err().field, "limits.max_transactions");
