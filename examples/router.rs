@@ -115,12 +115,13 @@ fn summary(s: &Stats, elapsed: Duration) {
         s.datagrams, s.requests, s.responses
     );
     println!(
-        "calls started {}  answered {}  rejected {}  cancelled {}  no answer {}  ended {}",
+        "calls started {}  answered {}  rejected {}  cancelled {}  no answer {}  superseded {}  ended {}",
         s.calls_started,
         s.calls_answered,
         s.calls_rejected,
         s.calls_cancelled,
         s.calls_no_answer,
+        s.calls_superseded,
         s.calls_ended
     );
     println!(
@@ -149,8 +150,8 @@ fn serve_http(listener: &TcpListener, engine: &mut Engine, node: &str) {
     let Ok((mut conn, _)) = listener.accept() else {
         return;
     };
-    let _ = conn.set_read_timeout(Some(Duration::from_millis(200)));
-    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
+    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
     let mut req = [0u8; 1024];
     let n = conn.read(&mut req).unwrap_or(0);
     let line = String::from_utf8_lossy(&req[..n]);

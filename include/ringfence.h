@@ -364,6 +364,11 @@ typedef struct ringfence_stats {
    * 1 while draining.
    */
   uint8_t draining;
+  /**
+   * Calls replaced by a carrier re-attempt while ringing (added after `draining`:
+   * callers built against an older header get everything before it).
+   */
+  uint64_t calls_superseded;
 } ringfence_stats;
 
 #ifdef __cplusplus

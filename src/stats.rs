@@ -145,6 +145,9 @@ pub struct Stats {
     pub calls_cancelled: u64,
     /// Calls that hit the ring timeout (Timer C).
     pub calls_no_answer: u64,
+    /// Calls replaced by the carrier's re-attempt while still ringing (answered 487
+    /// upstream, their leg cancelled; the re-attempt continues as a new call).
+    pub calls_superseded: u64,
     /// Calls being set up now (gauge).
     pub calls_setting_up: u64,
     /// Dialogs now, by state (gauges).
@@ -395,6 +398,7 @@ impl Stats {
             ("rejected", self.calls_rejected),
             ("cancelled", self.calls_cancelled),
             ("no_answer", self.calls_no_answer),
+            ("superseded", self.calls_superseded),
             ("ended", self.calls_ended),
         ];
         let outcomes: Vec<(String, f64)> = outcomes

@@ -671,7 +671,10 @@ fn c_router_routes_a_call_over_loopback_and_exits_on_sigint() {
         "{log}"
     );
     // Read from ringfence_stats (no longer scraped from the Prometheus text).
-    assert!(rest.contains("  no answer 0  ended 0\n"), "{log}");
+    assert!(
+        rest.contains("  no answer 0  superseded 0  ended 0\n"),
+        "{log}"
+    );
     assert!(rest.contains("forwarded 1  failovers 0  "), "{log}");
     assert!(
         rest.contains("responses sent 1xx 1 2xx 2 3xx 0 4xx 0 5xx 0 6xx 0\n"),

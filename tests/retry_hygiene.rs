@@ -51,6 +51,7 @@ fn carrier_reattempts_supersede_so_the_destination_rings_one_leg_at_a_time() {
     }
     let t = &h.engine.stats().trunks[0];
     assert_eq!((t.reattempts, t.superseded), (4, 4));
+    assert_eq!(h.engine.stats().calls_superseded, 4);
     assert!(
         (t.retry_factor - 5.0).abs() < 1e-9,
         "5 attempts for one call: {}",
@@ -313,4 +314,42 @@ fn a_failing_routing_service_is_bypassed_for_the_cached_routes() {
     );
     assert_eq!(to(&out, DEST).len(), 1);
     assert_eq!(h.engine.stats().host_bypassed, 1);
+}
+
+#[test]
+fn a_destination_unavailable_by_its_retry_after_is_not_reopened_by_late_answers_and_callers_learn_when_to_return()
+ {
+    let mut h = Harness::new(routed(&[DEST]));
+    // Two calls ring at DEST; then it says 503, Retry-After 30 to a third.
+    let a = one_to(&h.send(CARRIER, &attempt(0).bytes()), DEST);
+    let b = one_to(&h.send(CARRIER, &attempt(1).bytes()), DEST);
+    h.send(DEST, &answer(&a, 180, Some("a")));
+    let c = one_to(&h.send(CARRIER, &attempt(2).bytes()), DEST);
+    let resp = support::sip::response_to(
+        &c.bytes,
+        503,
+        "Service Unavailable",
+        Some("c"),
+        &["Retry-After: 30"],
+        "",
+    );
+    let out = h.send(DEST, &resp);
+    let refused = one_to(&out, CARRIER);
+    assert_eq!(
+        refused.status(),
+        Some(500),
+        "a downstream 503 is never relayed"
+    );
+    // A 180 for a call sent before the 503 arrives a second later: DEST stays out.
+    h.advance(secs(1));
+    h.send(DEST, &answer(&b, 180, Some("b")));
+    let out = h.send(CARRIER, &attempt(3).bytes());
+    assert!(to(&out, DEST).is_empty(), "DEST reopened by a late 180");
+    let refusal = to(&out, CARRIER)
+        .into_iter()
+        .find(|s| s.status().is_some_and(|st| st >= 300))
+        .expect("refused at once")
+        .clone();
+    assert_eq!(refusal.status(), Some(480));
+    assert_eq!(refusal.header("Retry-After").as_deref(), Some("29"));
 }

@@ -516,9 +516,10 @@ static void summary(const ringfence_stats *s, uint64_t elapsed_ns) {
     printf("datagrams %" PRIu64 "  requests %" PRIu64 "  responses %" PRIu64 "\n",
            s->datagrams, s->requests, s->responses);
     printf("calls started %" PRIu64 "  answered %" PRIu64 "  rejected %" PRIu64
-           "  cancelled %" PRIu64 "  no answer %" PRIu64 "  ended %" PRIu64 "\n",
+           "  cancelled %" PRIu64 "  no answer %" PRIu64 "  superseded %" PRIu64
+           "  ended %" PRIu64 "\n",
            s->calls_started, s->calls_answered, s->calls_rejected, s->calls_cancelled,
-           s->calls_no_answer, s->calls_ended);
+           s->calls_no_answer, s->calls_superseded, s->calls_ended);
     printf("forwarded %" PRIu64 "  failovers %" PRIu64 "  retransmissions absorbed %" PRIu64
            "  malformed %" PRIu64 "\n",
            s->invites_forwarded, s->failovers, s->retransmissions_absorbed, s->malformed);
@@ -605,7 +606,9 @@ static void serve_http(struct host *h, int listener) {
     if (flags >= 0) {
         (void)fcntl(conn, F_SETFL, flags & ~O_NONBLOCK);
     }
-    struct timeval tv = {0, 200 * 1000};
+    /* Long enough for a client on a loaded machine to send its request line after
+     * connecting (200 ms was not); short enough not to stall SIP for long. */
+    struct timeval tv = {1, 0};
     (void)setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     (void)setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     char req[1024];

@@ -271,6 +271,9 @@ pub struct ringfence_stats {
     pub health_score: f64,
     /// 1 while draining.
     pub draining: u8,
+    /// Calls replaced by a carrier re-attempt while ringing (added after `draining`:
+    /// callers built against an older header get everything before it).
+    pub calls_superseded: u64,
 }
 
 /// A configuration under construction. Opaque.
@@ -1222,6 +1225,7 @@ pub extern "C" fn ringfence_engine_stats(
             health_state: health_code(s.health),
             health_score: s.health_score,
             draining: u8::from(s.draining),
+            calls_superseded: s.calls_superseded,
         };
         // The first `n` bytes: `n` is at most our size and at most what the caller has.
         unsafe {

@@ -105,16 +105,22 @@ impl Breakers {
     }
 
     /// The destination answered sensibly (anything but a server failure or timeout).
+    /// An open breaker stays open: such an answer belongs to a request sent before it
+    /// opened (a call ringing there, say), and says nothing against the Retry-After or
+    /// the failures that opened it. Only the half-open probe closes it.
     pub(crate) fn success(&mut self, target: SocketAddr) -> Option<Transition> {
         let b = self.map.get_mut(&target)?;
-        b.failures = 0;
-        b.timeouts = 0;
-        if b.state == BreakerState::Closed {
-            self.map.remove(&target);
-            return None;
+        match b.state {
+            BreakerState::Open => None,
+            BreakerState::Closed => {
+                self.map.remove(&target);
+                None
+            }
+            BreakerState::HalfOpen => {
+                self.map.remove(&target);
+                Some((target, BreakerState::Closed))
+            }
         }
-        self.map.remove(&target);
-        Some((target, BreakerState::Closed))
     }
 
     /// A server failure (`timeout`: no answer at all).
@@ -176,6 +182,20 @@ impl Breakers {
             .values()
             .filter(|b| b.state == BreakerState::Open)
             .map(|b| b.open_until)
+            .min()
+    }
+
+    /// How long until the first of `targets` whose breaker is open may be tried again
+    /// (its cool-down or the Retry-After it gave); `None` if none is open.
+    pub(crate) fn reopens_in(
+        &self,
+        targets: impl Iterator<Item = SocketAddr>,
+        now: Time,
+    ) -> Option<Duration> {
+        targets
+            .filter_map(|t| self.map.get(&t))
+            .filter(|b| b.state == BreakerState::Open)
+            .map(|b| b.open_until.saturating_since(now))
             .min()
     }
 
@@ -242,5 +262,23 @@ mod tests {
             Some((a, BreakerState::Open))
         );
         assert_eq!(b.next_due(), Some(t(120)));
+        // A ringing call's 180 from before the 503 does not cut the wait short.
+        assert_eq!(b.success(a), None);
+        assert!(!b.allows(a));
+        assert_eq!(b.due(t(120)), [a]);
+        assert_eq!(b.success(a), Some((a, BreakerState::Closed)));
+        assert!(b.allows(a));
+    }
+
+    #[test]
+    fn an_open_breaker_ignores_late_successes_until_its_probe() {
+        let a: SocketAddr = "192.0.2.20:5080".parse().unwrap();
+        let mut b = Breakers::new(&BreakerConfig::default());
+        for _ in 0..3 {
+            b.failure(a, true, t(0));
+        }
+        assert_eq!(b.state(a), BreakerState::Open);
+        assert_eq!(b.success(a), None);
+        assert_eq!(b.state(a), BreakerState::Open);
     }
 }

@@ -998,13 +998,34 @@ impl Engine {
                 self.respond(server, None, status, reason(status), b"");
                 self.end_call(id, EndReason::Rejected { status });
             }
-            // No target could even be tried.
-            None => self.reject_call(id, self.cfg.routing.route_failure_status),
+            // No target could even be tried. If open breakers are why, say when the
+            // first of them may be tried again (RFC 3261 §20.33), so the carrier does
+            // not re-attempt into the same refusal.
+            None => {
+                let targets = self.calls.get(id).map(|c| c.targets.clone());
+                let wait = targets
+                    .and_then(|t| self.breakers.reopens_in(t.iter().map(|t| t.addr), self.now));
+                let status = self.cfg.routing.route_failure_status;
+                match wait {
+                    Some(w) => {
+                        let secs = w.as_secs_f64().ceil().max(1.0) as u32;
+                        let mut extra = SmallText::default();
+                        extra.push(b"Retry-After: ").push_u32(secs).push(b"\r\n");
+                        self.reject_call_with(id, status, extra.as_bytes());
+                    }
+                    None => self.reject_call(id, status),
+                }
+            }
         }
     }
 
     /// Answers the call upstream with a status of the proxy's own and ends it.
     pub(crate) fn reject_call(&mut self, id: Key, status: u16) {
+        self.reject_call_with(id, status, b"");
+    }
+
+    /// [`Engine::reject_call`] with extra header lines (each ending in CRLF).
+    fn reject_call_with(&mut self, id: Key, status: u16, extra: &[u8]) {
         let Some(call) = self.calls.get(id) else {
             return;
         };
@@ -1012,7 +1033,7 @@ impl Engine {
         if let Some(cid) = branch {
             self.abandon_branch(cid);
         }
-        self.respond(server, None, status, reason(status), b"");
+        self.respond(server, None, status, reason(status), extra);
         self.end_call(id, EndReason::Rejected { status });
     }
 
@@ -1030,7 +1051,7 @@ impl Engine {
             self.dialogs.remove(d);
         }
         match reason {
-            EndReason::Superseded => {}
+            EndReason::Superseded => self.stats.calls_superseded += 1,
             EndReason::Cancelled => self.stats.calls_cancelled += 1,
             EndReason::NoAnswer => self.stats.calls_no_answer += 1,
             _ => self.stats.calls_rejected += 1,

@@ -903,6 +903,7 @@ static ringfence_stats stats_agree(ringfence_engine *e, uint64_t now) {
     CHECK(prom_value(t, "ringfence_calls_total{outcome=\"rejected\"}") == s.calls_rejected);
     CHECK(prom_value(t, "ringfence_calls_total{outcome=\"cancelled\"}") == s.calls_cancelled);
     CHECK(prom_value(t, "ringfence_calls_total{outcome=\"no_answer\"}") == s.calls_no_answer);
+    CHECK(prom_value(t, "ringfence_calls_total{outcome=\"superseded\"}") == s.calls_superseded);
     CHECK(prom_value(t, "ringfence_calls_total{outcome=\"ended\"}") == s.calls_ended);
     CHECK(prom_value(t, "ringfence_invites_forwarded_total") == s.invites_forwarded);
     CHECK(prom_value(t, "ringfence_failovers_total") == s.failovers);
