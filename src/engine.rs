@@ -1296,7 +1296,11 @@ impl Engine {
     ) {
         let via = msg.top_via();
         let (peer, received) = response_target(&via, remote);
-        let received = received.map(SmallText::new);
+        let received = received.map(|ip| {
+            let mut t = SmallText::default();
+            t.push_ip(ip);
+            t
+        });
         let oc = self.oc_params(&via, self.admission.classify(remote));
         // Stateless: the tag is derived from the request, so a retransmission of it
         // gets the same bytes.
@@ -1307,7 +1311,10 @@ impl Engine {
                 crate::hash::bytes_digest(via.branch.unwrap_or_default()),
             ],
         ) as u32;
-        let tag = SmallText::new(format_args!("{t:08x}"));
+        let mut tag = SmallText::default();
+        for i in (0..8).rev() {
+            tag.push(&[b"0123456789abcdef"[(t >> (4 * i)) as usize & 0xf]]);
+        }
         let reply = Reply {
             status,
             reason,
@@ -1326,7 +1333,7 @@ impl Engine {
     /// RFC 7339 parameters for a response to a request with this Via: empty unless the
     /// client asked (`oc`) and overload control is on.
     pub(crate) fn oc_params(&self, via: &Via<'_>, trunk: Option<TrunkId>) -> SmallText {
-        let mut t = SmallText::new("");
+        let mut t = SmallText::default();
         if !self.cfg.admission.overload_control || !oc::wants_loss_feedback(via.oc, via.oc_algo) {
             return t;
         }
@@ -1385,15 +1392,17 @@ impl Engine {
             (_, Some(t)) => &t.reject,
         };
         let (status, base, jitter) = (policy.status, policy.retry_after, policy.retry_after_jitter);
-        let reason_text = SmallText::new(&policy.reason);
+        // Copied out of the config (validated to fit) so `self` can be borrowed again.
+        let mut reason_text = SmallText::default();
+        reason_text.push(policy.reason.as_bytes());
         let mut retry = 0;
-        let mut extra = SmallText::new("");
+        let mut extra = SmallText::default();
         if base > 0 || jitter > 0 {
             // Jitter keyed by the request: spread across calls, identical for a
             // retransmission of the same request.
             let key = crate::hash::bytes_digest(msg.branch().unwrap_or_default());
             retry = base + (digest(self.cfg.seed, &[0x7261, key]) % (jitter as u64 + 1)) as u32;
-            extra = SmallText::new(format_args!("Retry-After: {retry}\r\n"));
+            extra.push(b"Retry-After: ").push_u32(retry).push(b"\r\n");
         }
         self.reply_stateless(
             msg,
@@ -1437,6 +1446,10 @@ impl Engine {
         local: SocketAddr,
         transport: Transport,
     ) -> bool {
+        // Nothing refused lately (the usual case): no key to compute.
+        if self.refused.len() == 0 {
+            return false;
+        }
         let Some(memo) = self.refused.get(self.refused_key(msg), self.now) else {
             return false;
         };
@@ -1483,11 +1496,13 @@ impl Engine {
         status: u16,
         retry_after: u32,
     ) {
-        let extra = if retry_after > 0 {
-            SmallText::new(format_args!("Retry-After: {retry_after}\r\n"))
-        } else {
-            SmallText::new("")
-        };
+        let mut extra = SmallText::default();
+        if retry_after > 0 {
+            extra
+                .push(b"Retry-After: ")
+                .push_u32(retry_after)
+                .push(b"\r\n");
+        }
         self.reply_stateless(
             msg,
             remote,

@@ -385,10 +385,13 @@ fn policy(field: &str, p: &RejectPolicy) -> Result<(), ConfigError> {
         86_400,
         " s",
     )?;
-    if p.reason.is_empty() || p.reason.bytes().any(|c| c < 0x20 || c == 0x7f) {
+    if p.reason.is_empty()
+        || p.reason.len() > 128
+        || p.reason.bytes().any(|c| c < 0x20 || c == 0x7f)
+    {
         return Err(ConfigError::new(
             format!("{field}.reason"),
-            "must be a non-empty reason phrase without control characters",
+            "must be a reason phrase of 1 to 128 bytes without control characters",
         ));
     }
     Ok(())
