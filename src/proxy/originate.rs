@@ -31,13 +31,13 @@ fn write_request(
     out.push(b' ');
     out.extend_from_slice(req.request_uri);
     out.extend_from_slice(b" SIP/2.0\r\n");
-    out.extend_from_slice(
-        SmallText::new(format_args!(
-            "Via: SIP/2.0/{} {local};branch=",
-            transport_token(transport)
-        ))
-        .as_bytes(),
-    );
+    let mut via = SmallText::default();
+    via.push(b"Via: SIP/2.0/")
+        .push(transport_token(transport).as_bytes())
+        .push(b" ")
+        .push_addr(local)
+        .push(b";branch=");
+    out.extend_from_slice(via.as_bytes());
     out.extend_from_slice(branch);
     out.extend_from_slice(b";rport\r\nMax-Forwards: 70\r\nFrom: ");
     out.extend_from_slice(req.from);

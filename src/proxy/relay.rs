@@ -137,11 +137,13 @@ impl Engine {
             self.schedule_dialog(key);
         }
         let branch = self.txs.stateless_branch(msg.branch().unwrap_or_default());
-        let via = crate::engine::SmallText::new(format_args!(
-            "Via: SIP/2.0/{} {local};branch={}",
-            crate::proxy::transport_token(transport),
-            std::str::from_utf8(branch.as_bytes()).unwrap_or_default()
-        ));
+        let mut via = crate::engine::SmallText::default();
+        via.push(b"Via: SIP/2.0/")
+            .push(crate::proxy::transport_token(transport).as_bytes())
+            .push(b" ")
+            .push_addr(local)
+            .push(b";branch=")
+            .push(branch.as_bytes());
         let mut splice = Splice::new(msg).insert_via(via.as_bytes());
         if self.is_our_route(msg, local) {
             match splice.remove_top_route() {
