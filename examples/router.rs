@@ -152,8 +152,15 @@ fn serve_http(listener: &TcpListener, engine: &mut Engine, node: &str) {
     };
     let _ = conn.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+    // A request may arrive in pieces: read until the blank line that ends its head.
     let mut req = [0u8; 1024];
-    let n = conn.read(&mut req).unwrap_or(0);
+    let mut n = 0;
+    while n < req.len() && !req[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut req[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
     let line = String::from_utf8_lossy(&req[..n]);
     let path = line.split_whitespace().nth(1).unwrap_or("");
     let now = Instant::now();

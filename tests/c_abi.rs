@@ -518,7 +518,9 @@ fn response(req: &str, status: &str, contact: &str) -> String {
 fn http_get(addr: &str, path: &str) -> String {
     let mut conn = std::net::TcpStream::connect(addr).expect("connect to --metrics");
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    // One write: `write!` on an unbuffered stream sends each piece separately.
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    conn.write_all(req.as_bytes()).unwrap();
     let mut resp = String::new();
     conn.read_to_string(&mut resp)
         .expect("read the HTTP response");

@@ -611,9 +611,19 @@ static void serve_http(struct host *h, int listener) {
     struct timeval tv = {1, 0};
     (void)setsockopt(conn, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     (void)setsockopt(conn, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* A request may arrive in pieces: read until the blank line ends the head (or the
+     * buffer fills, the peer closes, or the timeout fires). */
     char req[1024];
-    ssize_t n = recv(conn, req, sizeof req - 1, 0);
-    req[n > 0 ? n : 0] = '\0';
+    size_t got = 0;
+    req[0] = '\0';
+    while (got < sizeof req - 1 && strstr(req, "\r\n\r\n") == NULL) {
+        ssize_t n = recv(conn, req + got, sizeof req - 1 - got, 0);
+        if (n <= 0) {
+            break;
+        }
+        got += (size_t)n;
+        req[got] = '\0';
+    }
     /* The path: the second word of the request line. */
     char path[256] = "";
     const char *sp = strchr(req, ' ');
