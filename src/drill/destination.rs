@@ -2,12 +2,12 @@
 //! mix says, rings, answers, refuses, and handles CANCEL, ACK and BYE.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::profile::DestinationMix;
-use super::{Actor, Outgoing};
+use super::{Actor, FastMap, Outgoing};
 use crate::rng::Rng;
 use crate::wire::{self, Limits, Message, Method, Reply};
 
@@ -30,8 +30,12 @@ pub struct DestinationStats {
     pub max_ringing: u64,
 }
 
+/// How long a finished transaction is remembered (to answer retransmissions): 64·T1.
+const LINGER: Duration = Duration::from_secs(32);
+
 #[derive(Debug)]
 struct Pending {
+    /// The INVITE, kept until the final response is sent.
     invite: Vec<u8>,
     tag: Vec<u8>,
     from: SocketAddr,
@@ -46,8 +50,12 @@ pub struct Destination {
     local: SocketAddr,
     mix: DestinationMix,
     rng: Rng,
-    pending: HashMap<Vec<u8>, Pending>,
+    pending: FastMap<Vec<u8>, Pending>,
+    /// Finished transactions to forget, in time order.
+    expiry: VecDeque<(Instant, Vec<u8>)>,
     answer_at: BinaryHeap<Reverse<(Instant, Vec<u8>)>>,
+    /// The Contact header line of its responses.
+    contact: Vec<u8>,
     out: VecDeque<Outgoing>,
     stats: DestinationStats,
     ringing: u64,
@@ -61,8 +69,10 @@ impl Destination {
             local,
             mix,
             rng: Rng::new(seed),
-            pending: HashMap::new(),
+            pending: FastMap::default(),
+            expiry: VecDeque::new(),
             answer_at: BinaryHeap::new(),
+            contact: format!("Contact: <sip:dest@{local}>\r\n").into_bytes(),
             out: VecDeque::new(),
             stats: DestinationStats::default(),
             ringing: 0,
@@ -88,7 +98,7 @@ impl Destination {
         reason: &[u8],
         tag: &[u8],
     ) -> Vec<u8> {
-        let mut headers = format!("Contact: <sip:dest@{}>\r\n", self.local).into_bytes();
+        let mut headers = self.contact.clone();
         for h in req.headers() {
             if h.kind == wire::HeaderName::RecordRoute {
                 headers.extend_from_slice(b"Record-Route: ");
@@ -150,11 +160,17 @@ impl Destination {
             self.reply(msg, from, 503, b"Service Unavailable", &tag)
         };
         let ringing = last.starts_with(b"SIP/2.0 180");
-        let tag = format!("d{:x}", self.tags).into_bytes();
+        if !ringing {
+            self.expiry.push_back((now + LINGER, key.clone()));
+        }
         self.pending.insert(
             key,
             Pending {
-                invite: msg.as_bytes().to_vec(),
+                invite: if ringing {
+                    msg.as_bytes().to_vec()
+                } else {
+                    Vec::new()
+                },
                 tag,
                 from,
                 last,
@@ -164,23 +180,41 @@ impl Destination {
         );
     }
 
-    fn on_cancel(&mut self, from: SocketAddr, msg: &Message<'_>) {
-        let key = msg.branch().unwrap_or_default().to_vec();
-        self.reply(msg, from, 200, b"OK", b"cx");
+    /// Sends the final response of a ringing transaction and marks it done.
+    fn finish(&mut self, now: Instant, key: Vec<u8>, status: u16, reason: &[u8]) {
         let Some(p) = self.pending.get_mut(&key) else {
             return;
         };
-        if p.done {
-            return;
-        }
         p.done = true;
         self.ringing = self.ringing.saturating_sub(1);
-        self.stats.cancelled += 1;
-        let (invite, to, tag) = (p.invite.clone(), p.from, p.tag.clone());
+        let (invite, to, tag) = (std::mem::take(&mut p.invite), p.from, p.tag.clone());
         if let Ok(inv) = wire::scan(&invite, &Limits::default()) {
-            let last = self.reply(&inv, to, 487, b"Request Terminated", &tag);
+            let last = self.reply(&inv, to, status, reason, &tag);
             if let Some(p) = self.pending.get_mut(&key) {
                 p.last = last;
+            }
+        }
+        self.expiry.push_back((now + LINGER, key));
+    }
+
+    fn on_cancel(&mut self, now: Instant, from: SocketAddr, msg: &Message<'_>) {
+        let key = msg.branch().unwrap_or_default().to_vec();
+        self.reply(msg, from, 200, b"OK", b"cx");
+        if self.pending.get(&key).is_none_or(|p| p.done) {
+            return;
+        }
+        self.stats.cancelled += 1;
+        self.finish(now, key, 487, b"Request Terminated");
+    }
+
+    /// Forgets transactions finished more than `LINGER` ago.
+    fn expire(&mut self, now: Instant) {
+        while let Some((t, _)) = self.expiry.front() {
+            if *t > now {
+                break;
+            }
+            if let Some((_, key)) = self.expiry.pop_front() {
+                self.pending.remove(&key);
             }
         }
     }
@@ -188,12 +222,17 @@ impl Destination {
 
 impl Actor for Destination {
     fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.expire(now);
+        if bytes.starts_with(b"ACK ") {
+            // Nothing to answer, nothing to look at.
+            return;
+        }
         let Ok(msg) = wire::scan(bytes, &Limits::default()) else {
             return;
         };
         match msg.method() {
             Some(Method::Invite) if msg.to_tag().is_none() => self.on_invite(now, from, &msg),
-            Some(Method::Cancel) => self.on_cancel(from, &msg),
+            Some(Method::Cancel) => self.on_cancel(now, from, &msg),
             Some(Method::Ack) => {}
             Some(Method::Bye) => {
                 self.stats.byes += 1;
@@ -207,33 +246,23 @@ impl Actor for Destination {
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        while let Some(Reverse((t, key))) = self.answer_at.peek().cloned() {
-            if t > now {
+        self.expire(now);
+        while self
+            .answer_at
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= now)
+        {
+            let Some(Reverse((_, key))) = self.answer_at.pop() else {
                 break;
-            }
-            self.answer_at.pop();
-            let Some(p) = self.pending.get_mut(&key) else {
-                continue;
             };
-            if p.done || p.answered {
+            if self.pending.get(&key).is_none_or(|p| p.done || p.answered) {
                 continue;
             }
-            p.answered = true;
-            p.done = true;
-            self.ringing = self.ringing.saturating_sub(1);
-            self.stats.answered += 1;
-            let (invite, to, tag) = (p.invite.clone(), p.from, p.tag.clone());
-            if let Ok(inv) = wire::scan(&invite, &Limits::default()) {
-                let last = self.reply(&inv, to, 200, b"OK", &tag);
-                if let Some(p) = self.pending.get_mut(&key) {
-                    p.last = last;
-                }
+            if let Some(p) = self.pending.get_mut(&key) {
+                p.answered = true;
             }
-        }
-        // Forget finished transactions once nothing can retransmit them any more: the
-        // table is bounded by the calls of the last minute.
-        if self.pending.len() > 100_000 {
-            self.pending.retain(|_, p| !p.done);
+            self.stats.answered += 1;
+            self.finish(now, key, 200, b"OK");
         }
     }
 
